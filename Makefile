@@ -1,0 +1,33 @@
+# Two commands for a newcomer: `make demo` (the pipeline on the smoke recipe) and `make test`.
+# Both create or reuse the virtual environment in .venv themselves.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-slow lock clean-venv
+
+$(STAMP): pyproject.toml constraints/cpu.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+	# torch first, pinned by the lock to its CPU build, then everything else under the same lock.
+	$(BIN)/pip install --quiet -c constraints/cpu.txt torch
+	$(BIN)/pip install --quiet -c constraints/cpu.txt -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/infimmr run --recipe smoke
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow -q
+
+lock: $(STAMP)
+	@{ sed -n '1,3p' constraints/cpu.txt; $(BIN)/pip freeze --exclude-editable | grep -v '^infimmr'; } > constraints/cpu.txt.new
+	mv constraints/cpu.txt.new constraints/cpu.txt
+
+clean-venv:
+	rm -rf $(VENV)

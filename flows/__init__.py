@@ -1,0 +1,1 @@
+"""Prefect flows and the `infimmr` CLI (installed as `infimmr.flows`)."""

@@ -1,0 +1,24 @@
+"""What a stage's `run(ctx)` receives: its recipe, its inputs as local directories, and where to write."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from infimmr_core.config import Recipe
+
+
+@dataclass
+class StageContext:
+    stage: str
+    recipe: Recipe
+    inputs: dict[str, Path]  # upstream stage name -> local directory holding its verified artifact
+    out_dir: Path  # everything written here becomes the artifact
+    work_dir: Path  # scratch that survives a crash of this stage (same key -> same directory), for resuming
+    cache_dir: Path  # shared download/model cache
+    device: str  # resolved: "cpu" or "cuda"
+    upstream_digests: dict[str, str]  # upstream stage name -> content digest of its artifact
+
+    def log(self, message: str) -> None:
+        print(f"[{self.stage}] {message}", file=sys.stderr, flush=True)

@@ -1,0 +1,91 @@
+"""Running one stage in a child process.
+
+Heavy work (torch, CUDA, generation, training) never runs in the orchestrator: a crash, an OOM kill or a hang stays
+in the child, which has its own timeout and dies with its parent. The child writes the artifact to the store itself,
+so the parent only ever sees a manifest.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable
+
+from infimmr_core.config import Recipe
+from infimmr_core.stages import ArtifactRef
+from infimmr_core.store import Manifest
+
+
+class StageFailed(RuntimeError):
+    pass
+
+
+def _die_with_parent() -> None:
+    # Linux: the child gets SIGKILL when the orchestrator dies, so a killed run leaves no orphan that could still
+    # publish a stage the user believes was interrupted.
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def run_stage_process(
+    stage: str,
+    recipe: Recipe,
+    upstream: dict[str, ArtifactRef],
+    key: str,
+    key_inputs: dict[str, Any],
+    on_line: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+) -> Manifest:
+    with tempfile.TemporaryDirectory(prefix=f"infimmr-{stage}-") as tmp:
+        spec_path, result_path = Path(tmp, "spec.json"), Path(tmp, "result.json")
+        spec_path.write_text(json.dumps({
+            "stage": stage,
+            "key": key,
+            "key_inputs": key_inputs,
+            "recipe": recipe.model_dump(mode="json", by_alias=True),
+            "upstream": {name: ref.model_dump(mode="json") for name, ref in upstream.items()},
+            "result_path": str(result_path),
+        }))
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "infimmr_core.worker", str(spec_path)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", env=env,
+            start_new_session=True, preexec_fn=_die_with_parent,
+        )
+        tail: deque[str] = deque(maxlen=30)
+        timed_out = threading.Event()
+        timer = threading.Timer(recipe.runtime.stage_timeout_seconds, lambda: (timed_out.set(), _kill_group(proc)))
+        timer.start()
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                line = line.rstrip("\n")
+                tail.append(line)
+                on_line(line)
+            rc = proc.wait()
+        finally:
+            timer.cancel()
+            if proc.poll() is None:
+                _kill_group(proc)
+        if rc != 0 or not result_path.exists():
+            reason = (
+                f"timed out after {recipe.runtime.stage_timeout_seconds} s" if timed_out.is_set() else f"exited with code {rc}"
+            )
+            raise StageFailed(f"stage {stage} {reason}; last output:\n" + "\n".join(tail))
+        return Manifest.model_validate_json(result_path.read_text())
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,599 @@
+"""Immutable, content-verified artifacts in object storage.
+
+Every pipeline stage writes one artifact (a directory of files) addressed by (stage, key):
+
+    <root>/<stage>/<key>/<relative files...>
+    <root>/<stage>/<key>/MANIFEST.json
+
+The manifest is written LAST and is the commit point: no manifest means the artifact is
+absent, so a crashed upload is invisible and the next attempt simply overwrites it.
+`open_store` returns a `LocalStore` for file:// URIs (or bare paths) and an `S3Store` for
+s3:// URIs (AWS, MinIO, R2, Ceph, ...).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from functools import partial
+from importlib import metadata
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlparse
+
+import boto3
+from boto3.exceptions import Boto3Error
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from infimmr_core.config import StoreConfig
+
+MANIFEST_NAME = "MANIFEST.json"
+_MiB = 1024 * 1024
+
+
+class StoreError(Exception):
+    """Any failure talking to an artifact store."""
+
+
+class ArtifactMissing(StoreError):
+    """No committed artifact (no manifest) at (stage, key)."""
+
+
+class ArtifactCorrupt(StoreError):
+    """The artifact's files do not match its manifest (or the manifest is unreadable)."""
+
+
+class FileEntry(BaseModel):
+    path: str = Field(description="POSIX path relative to the artifact directory.")
+    size: int
+    sha256: str
+
+    @field_validator("path")
+    @classmethod
+    def _relative_inside(cls, path: str) -> str:
+        # Manifests come from remote storage; a '../' path would write outside the cache dir.
+        parts = PurePosixPath(path).parts
+        if not parts or path.startswith("/") or ".." in parts or "\\" in path or path == MANIFEST_NAME:
+            raise ValueError(f"invalid artifact file path {path!r}")
+        return path
+
+
+class Manifest(BaseModel):
+    """What an artifact contains and where it came from.
+
+    `digest` identifies the CONTENT only (not the key or metadata): sha256 over the JSON
+    list of [path, sha256] pairs sorted by path, so identical files give the same digest on
+    any machine and under any key.
+    """
+
+    stage: str
+    key: str
+    files: list[FileEntry]
+    digest: str
+    producer: dict[str, Any]
+    key_inputs: dict[str, Any]
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+
+def content_digest(files: list[FileEntry]) -> str:
+    """The manifest digest of these files (see Manifest)."""
+    pairs = sorted([f.path, f.sha256] for f in files)
+    return hashlib.sha256(json.dumps(pairs, separators=(",", ":")).encode()).hexdigest()
+
+
+def _sha256_file(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _scan_dir(local_dir: Path) -> list[FileEntry]:
+    """Every regular file under local_dir (symlinked dirs are not followed), sorted by path."""
+    entries = []
+    for dirpath, _, filenames in os.walk(local_dir):
+        for name in filenames:
+            path = Path(dirpath, name)
+            rel = path.relative_to(local_dir).as_posix()
+            if rel == MANIFEST_NAME:
+                raise StoreError(f"{local_dir}: a top-level {MANIFEST_NAME} is reserved for the store")
+            entries.append(FileEntry(path=rel, size=path.stat().st_size, sha256=_sha256_file(path)))
+    return sorted(entries, key=lambda e: e.path)
+
+
+_BAD_NAME = re.compile(r"^\.|[/\\\s]|^$")
+
+
+def _check_name(what: str, value: str) -> None:
+    # stage and key become path segments: a '/', '..' or hidden name would escape or collide.
+    if not isinstance(value, str) or _BAD_NAME.search(value):
+        raise StoreError(f"invalid {what} {value!r}: must be non-empty, not start with '.', no '/', '\\' or spaces")
+
+
+def _default_producer() -> dict[str, Any]:
+    try:
+        version = metadata.version("infimmr")
+    except metadata.PackageNotFoundError:  # running from a source checkout via PYTHONPATH
+        version = "unknown"
+    return {
+        "host": socket.gethostname(),
+        "infimmr_version": version,
+        "created_at": datetime.now(timezone.utc).isoformat(),
+    }
+
+
+def _parse_manifest(raw: bytes, stage: str, key: str, where: str) -> Manifest:
+    try:
+        manifest = Manifest.model_validate_json(raw)
+    except ValidationError as e:
+        raise ArtifactCorrupt(f"{where}: unreadable {MANIFEST_NAME}: {e}") from e
+    if (manifest.stage, manifest.key) != (stage, key):
+        raise ArtifactCorrupt(f"{where}: {MANIFEST_NAME} belongs to {manifest.stage}/{manifest.key}")
+    if manifest.digest != content_digest(manifest.files):
+        raise ArtifactCorrupt(f"{where}: {MANIFEST_NAME} digest does not match its file list")
+    return manifest
+
+
+def _verify_files(root: Path, manifest: Manifest, where: str, *, hashes: bool) -> None:
+    """Raise ArtifactCorrupt unless every manifest file exists under root with its size (and sha256)."""
+    for entry in manifest.files:
+        path = root / entry.path
+        if not path.is_file():
+            raise ArtifactCorrupt(f"{where}: file {entry.path!r} is missing")
+        size = path.stat().st_size
+        if size != entry.size:
+            raise ArtifactCorrupt(f"{where}: file {entry.path!r} has {size} bytes, manifest says {entry.size}")
+        if hashes and (sha := _sha256_file(path)) != entry.sha256:
+            raise ArtifactCorrupt(f"{where}: file {entry.path!r} has sha256 {sha}, manifest says {entry.sha256}")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temp file + os.replace so readers never see a half-written file."""
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class ArtifactStore(ABC):
+    """Base class: the commit protocol (manifest last, deleted first) lives here once."""
+
+    uri: str
+    cache_dir: Path  # local downloads, scratch work directories and model caches
+
+    @abstractmethod
+    def has(self, stage: str, key: str) -> bool: ...
+
+    @abstractmethod
+    def manifest(self, stage: str, key: str) -> Manifest | None: ...
+
+    @abstractmethod
+    def artifact_uri(self, stage: str, key: str) -> str: ...
+
+    @abstractmethod
+    def delete(self, stage: str, key: str) -> None:
+        """Remove the artifact: manifest first (so it vanishes atomically), then its files."""
+
+    @abstractmethod
+    def list_keys(self, stage: str) -> list[str]:
+        """Sorted keys of `stage` that have a manifest (committed artifacts only)."""
+
+    @abstractmethod
+    def _upload_files(self, stage: str, key: str, local_dir: Path, files: list[FileEntry]) -> None: ...
+
+    @abstractmethod
+    def _write_manifest(self, manifest: Manifest) -> None: ...
+
+    @abstractmethod
+    def _materialize(self, manifest: Manifest, *, verify: bool) -> Path: ...
+
+    def put_dir(
+        self,
+        stage: str,
+        key: str,
+        local_dir: str | Path,
+        *,
+        key_inputs: dict[str, Any],
+        metrics: dict[str, Any] | None = None,
+        producer: dict[str, Any] | None = None,
+    ) -> Manifest:
+        """Upload every file under local_dir, then commit the manifest; replaces any existing artifact.
+
+        `producer` entries are merged over the defaults (host, infimmr_version, created_at).
+        """
+        _check_name("stage", stage)
+        _check_name("key", key)
+        src = Path(local_dir)
+        if not src.is_dir():
+            raise StoreError(f"put_dir {stage}/{key}: {src} is not a directory")
+        files = _scan_dir(src)
+        manifest = Manifest(
+            stage=stage,
+            key=key,
+            files=files,
+            digest=content_digest(files),
+            producer={**_default_producer(), **(producer or {})},
+            key_inputs=key_inputs,
+            metrics=metrics or {},
+        )
+        # Also clears debris of a crashed earlier attempt, which has files but no manifest.
+        self.delete(stage, key)
+        self._upload_files(stage, key, src, files)
+        self._write_manifest(manifest)
+        return manifest
+
+    def get_dir(self, stage: str, key: str, *, verify: bool = True) -> Path:
+        """A local directory holding the artifact's files (and its MANIFEST.json), checked against the manifest.
+
+        Raises ArtifactMissing when not committed, ArtifactCorrupt when files do not match.
+        """
+        manifest = self.manifest(stage, key)
+        if manifest is None:
+            raise ArtifactMissing(f"artifact {stage}/{key} not found in {self.uri} (no {MANIFEST_NAME})")
+        return self._materialize(manifest, verify=verify)
+
+    def _where(self, stage: str, key: str) -> str:
+        return f"artifact {stage}/{key} in {self.uri}"
+
+
+class LocalStore(ArtifactStore):
+    """Artifacts in a local (or network-mounted) directory; get_dir returns them in place."""
+
+    def __init__(self, root: str | Path, cache_dir: str | Path | None = None):
+        self.root = Path(root).expanduser().resolve()
+        self.uri = f"file://{self.root}"
+        # Nothing is downloaded for a local store, but stages still need scratch and model caches.
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else _default_cache_dir()
+
+    def _dir(self, stage: str, key: str) -> Path:
+        _check_name("stage", stage)
+        _check_name("key", key)
+        return self.root / stage / key
+
+    def has(self, stage: str, key: str) -> bool:
+        return (self._dir(stage, key) / MANIFEST_NAME).is_file()
+
+    def manifest(self, stage: str, key: str) -> Manifest | None:
+        try:
+            raw = (self._dir(stage, key) / MANIFEST_NAME).read_bytes()
+        except FileNotFoundError:
+            return None
+        return _parse_manifest(raw, stage, key, self._where(stage, key))
+
+    def artifact_uri(self, stage: str, key: str) -> str:
+        return f"file://{self._dir(stage, key)}"
+
+    def delete(self, stage: str, key: str) -> None:
+        target = self._dir(stage, key)
+        (target / MANIFEST_NAME).unlink(missing_ok=True)
+        shutil.rmtree(target, ignore_errors=True)
+
+    def list_keys(self, stage: str) -> list[str]:
+        _check_name("stage", stage)
+        stage_dir = self.root / stage
+        if not stage_dir.is_dir():
+            return []
+        return sorted(p.parent.name for p in stage_dir.glob(f"*/{MANIFEST_NAME}") if not p.parent.name.startswith("."))
+
+    def put_dir(self, stage: str, key: str, local_dir: str | Path, **kwargs: Any) -> Manifest:
+        # Replacing deletes the target first: uploading from (or around) it would destroy the source.
+        src, target = Path(local_dir).resolve(), self._dir(stage, key)
+        if src == target or target in src.parents or src in target.parents:
+            raise StoreError(f"put_dir {stage}/{key}: {src} overlaps the artifact directory {target}")
+        return super().put_dir(stage, key, local_dir, **kwargs)
+
+    def _upload_files(self, stage: str, key: str, local_dir: Path, files: list[FileEntry]) -> None:
+        target = self._dir(stage, key)
+        for entry in files:
+            dst = target / entry.path
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dst.with_name(f".{dst.name}.tmp-{uuid.uuid4().hex}")
+            with (local_dir / entry.path).open("rb") as fin, tmp.open("wb") as fout:
+                shutil.copyfileobj(fin, fout, 8 * _MiB)
+                # Durable before the manifest commits them, or a power cut could leave a manifest over holes.
+                fout.flush()
+                os.fsync(fout.fileno())
+            os.replace(tmp, dst)
+
+    def _write_manifest(self, manifest: Manifest) -> None:
+        target = self._dir(manifest.stage, manifest.key)
+        target.mkdir(parents=True, exist_ok=True)
+        _write_atomic(target / MANIFEST_NAME, manifest.model_dump_json(indent=2).encode())
+
+    def _materialize(self, manifest: Manifest, *, verify: bool) -> Path:
+        target = self._dir(manifest.stage, manifest.key)
+        _verify_files(target, manifest, self._where(manifest.stage, manifest.key), hashes=verify)
+        return target
+
+
+def _default_cache_dir() -> Path:
+    return Path(os.environ.get("INFIMMR_CACHE_DIR") or "~/.cache/infimmr").expanduser()
+
+
+def _make_s3_client(endpoint_url: str | None, region: str | None, profile: str | None) -> Any:
+    """An S3 client from boto3's standard configuration chain; explicit arguments override it.
+
+    botocore addresses any custom endpoint (argument, AWS_ENDPOINT_URL[_S3] or a profile's
+    endpoint_url) path-style unless the profile asks for 'virtual': what MinIO/R2/Ceph need.
+    """
+    try:
+        session = boto3.session.Session(profile_name=profile, region_name=region)
+        return session.client("s3", endpoint_url=endpoint_url)
+    except BotoCoreError as e:  # unknown profile, bad region or endpoint syntax
+        raise StoreError(f"cannot configure the S3 client: {e}") from e
+
+
+_CREDENTIALS_HELP = (
+    "configure AWS credentials the standard boto3 way: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+    "(for MinIO/R2/Ceph: the access key pair of that service), or AWS_PROFILE with ~/.aws/credentials"
+)
+_CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"}
+_NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound"}
+
+
+class S3Store(ArtifactStore):
+    """Artifacts in an S3(-compatible) bucket; get_dir downloads into a verified local cache.
+
+    A download is always checked against the manifest (sizes + sha256) before it becomes
+    visible in the cache, so `verify` only matters for the local store; a cache hit is
+    reused after a cheap size check.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        profile: str | None = None,
+        cache_dir: str | Path | None = None,
+    ):
+        if not bucket:
+            raise StoreError("S3 store URI needs a bucket: s3://bucket[/prefix]")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else _default_cache_dir()
+        self._client_settings = {"endpoint_url": endpoint_url, "region": region, "profile": profile}
+        self._client = _make_s3_client(endpoint_url, region, profile)
+        self._transfer = TransferConfig(multipart_threshold=64 * _MiB, multipart_chunksize=64 * _MiB, max_concurrency=8)
+        self._bucket_checked = False
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # boto3 clients do not pickle; rebuild from the same settings (e.g. in a Prefect worker
+        # process, or when Prefect hashes task inputs), letting that process's env configure the rest.
+        return (partial(S3Store, **self._client_settings, cache_dir=self.cache_dir), (self.bucket, self.prefix))
+
+    @property
+    def endpoint_url(self) -> str:
+        return self._client.meta.endpoint_url
+
+    def _key_prefix(self, stage: str, key: str) -> str:
+        _check_name("stage", stage)
+        _check_name("key", key)
+        return "/".join(p for p in (self.prefix, stage, key) if p) + "/"
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """Turn botocore failures into StoreErrors that say what to fix."""
+        try:
+            yield
+        except NoCredentialsError as e:
+            raise StoreError(f"{action} in {self.uri}: no S3 credentials found; {_CREDENTIALS_HELP}") from e
+        except EndpointConnectionError as e:
+            raise StoreError(f"{action} in {self.uri}: cannot reach endpoint {self.endpoint_url}: {e}") from e
+        except ClientError as e:
+            code = e.response.get("Error", {}).get("Code", "")
+            if code == "NoSuchBucket":
+                raise self._no_bucket_error() from e
+            if code in _CREDENTIAL_CODES:
+                rejected = f"credentials rejected by {self.endpoint_url} ({code})"
+                raise StoreError(f"{action} in {self.uri}: {rejected}; {_CREDENTIALS_HELP}") from e
+            raise StoreError(f"{action} in {self.uri} (endpoint {self.endpoint_url}) failed: {e}") from e
+        except (BotoCoreError, Boto3Error) as e:
+            raise StoreError(f"{action} in {self.uri} (endpoint {self.endpoint_url}) failed: {e}") from e
+
+    def _no_bucket_error(self) -> StoreError:
+        return StoreError(f"S3 bucket {self.bucket!r} does not exist at endpoint {self.endpoint_url}; create it first")
+
+    def _ensure_bucket(self) -> None:
+        """Check once that the bucket exists: otherwise a missing bucket would look like a missing artifact."""
+        if self._bucket_checked:
+            return
+        with self._errors("checking the bucket"):
+            try:
+                self._client.head_bucket(Bucket=self.bucket)
+            except ClientError as e:
+                code = e.response.get("Error", {}).get("Code", "")
+                if code in _NOT_FOUND_CODES | {"NoSuchBucket"}:
+                    raise self._no_bucket_error() from e
+                # 403: credentials may be scoped to objects only; real problems surface on the next call.
+                if code not in {"403", "AccessDenied"}:
+                    raise
+        self._bucket_checked = True
+
+    def _get_object(self, key: str) -> bytes | None:
+        try:
+            return self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code", "") in _NOT_FOUND_CODES:
+                return None
+            raise
+
+    def _list(self, prefix: str) -> Iterator[str]:
+        for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                yield obj["Key"]
+
+    def has(self, stage: str, key: str) -> bool:
+        manifest_key = self._key_prefix(stage, key) + MANIFEST_NAME
+        self._ensure_bucket()
+        with self._errors(f"checking {stage}/{key}"):
+            try:
+                self._client.head_object(Bucket=self.bucket, Key=manifest_key)
+            except ClientError as e:
+                if e.response.get("Error", {}).get("Code", "") in _NOT_FOUND_CODES:
+                    return False
+                raise
+        return True
+
+    def manifest(self, stage: str, key: str) -> Manifest | None:
+        manifest_key = self._key_prefix(stage, key) + MANIFEST_NAME
+        self._ensure_bucket()
+        with self._errors(f"reading the manifest of {stage}/{key}"):
+            raw = self._get_object(manifest_key)
+        return None if raw is None else _parse_manifest(raw, stage, key, self._where(stage, key))
+
+    def artifact_uri(self, stage: str, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key_prefix(stage, key).rstrip('/')}"
+
+    def delete(self, stage: str, key: str) -> None:
+        base = self._key_prefix(stage, key)
+        self._ensure_bucket()
+        with self._errors(f"deleting {stage}/{key}"):
+            self._client.delete_object(Bucket=self.bucket, Key=base + MANIFEST_NAME)
+            # One DeleteObject per file, not DeleteObjects: the batch call needs request checksums
+            # that several S3-compatible servers reject, and artifacts hold few files.
+            for obj_key in list(self._list(base)):
+                self._client.delete_object(Bucket=self.bucket, Key=obj_key)
+
+    def list_keys(self, stage: str) -> list[str]:
+        _check_name("stage", stage)
+        stage_prefix = "/".join(p for p in (self.prefix, stage) if p) + "/"
+        self._ensure_bucket()
+        with self._errors(f"listing {stage}"):
+            rels = [k[len(stage_prefix):] for k in self._list(stage_prefix)]
+        return sorted(r.split("/")[0] for r in rels if r.count("/") == 1 and r.endswith("/" + MANIFEST_NAME))
+
+    def _upload_files(self, stage: str, key: str, local_dir: Path, files: list[FileEntry]) -> None:
+        base = self._key_prefix(stage, key)
+        with self._errors(f"uploading {stage}/{key}"):
+            for entry in files:
+                source = str(local_dir / entry.path)
+                self._client.upload_file(source, self.bucket, base + entry.path, Config=self._transfer)
+
+    def _write_manifest(self, manifest: Manifest) -> None:
+        manifest_key = self._key_prefix(manifest.stage, manifest.key) + MANIFEST_NAME
+        with self._errors(f"committing {manifest.stage}/{manifest.key}"):
+            self._client.put_object(
+                Bucket=self.bucket,
+                Key=manifest_key,
+                Body=manifest.model_dump_json(indent=2).encode(),
+                ContentType="application/json",
+            )
+
+    def cache_path(self, stage: str, key: str) -> Path:
+        """Where get_dir puts (stage, key): <cache_dir>/<bucket>/<prefix>/<stage>/<key>."""
+        return self.cache_dir / self.bucket / self._key_prefix(stage, key).rstrip("/")
+
+    def _materialize(self, manifest: Manifest, *, verify: bool) -> Path:
+        target = self.cache_path(manifest.stage, manifest.key)
+        cached = self._cached_manifest(target)
+        if cached is None or cached.digest != manifest.digest:
+            self._download(manifest, target)
+        elif cached != manifest:  # same files, newer metadata (metrics, producer)
+            _write_atomic(target / MANIFEST_NAME, manifest.model_dump_json(indent=2).encode())
+        return target
+
+    @staticmethod
+    def _cached_manifest(target: Path) -> Manifest | None:
+        """The manifest of a verified cache dir whose files are still all there, else None.
+
+        The cached MANIFEST.json is the "verified" marker: _download writes it only after the
+        files checked out, and its digest says which content the directory holds.
+        """
+        try:
+            cached = Manifest.model_validate_json((target / MANIFEST_NAME).read_bytes())
+            _verify_files(target, cached, str(target), hashes=False)
+        except (OSError, ValidationError, ArtifactCorrupt):
+            return None
+        return cached
+
+    def _download(self, manifest: Manifest, target: Path) -> None:
+        """Download into a sibling temp dir, verify, then swap it in, so the cache is never half-written."""
+        stage, key = manifest.stage, manifest.key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Hidden names cannot collide with keys, which never start with '.'.
+        tmp = target.with_name(f".{key}.tmp-{uuid.uuid4().hex}")
+        try:
+            self._fetch_files(manifest, self._key_prefix(stage, key), tmp)
+            _verify_files(tmp, manifest, self._where(stage, key), hashes=True)
+            _write_atomic(tmp / MANIFEST_NAME, manifest.model_dump_json(indent=2).encode())
+            self._install(tmp, target, manifest.digest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _install(self, tmp: Path, target: Path, digest: str) -> None:
+        """Move a verified download into place without pulling files from under a concurrent reader."""
+        try:
+            tmp.rename(target)  # atomic, and refused while target exists
+            return
+        except OSError:
+            pass
+        current = self._cached_manifest(target)
+        if current is not None and current.digest == digest:
+            return  # a concurrent get_dir installed the same content first; its readers keep it
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex}")
+        target.rename(old)
+        tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def _fetch_files(self, manifest: Manifest, base: str, dest: Path) -> None:
+        dest.mkdir(parents=True)
+        with self._errors(f"downloading {manifest.stage}/{manifest.key}"):
+            for entry in manifest.files:
+                path = dest / entry.path
+                path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    self._client.download_file(self.bucket, base + entry.path, str(path), Config=self._transfer)
+                except ClientError as e:
+                    if e.response.get("Error", {}).get("Code", "") in _NOT_FOUND_CODES:
+                        where = self._where(manifest.stage, manifest.key)
+                        raise ArtifactCorrupt(f"{where}: file {entry.path!r} is missing from the bucket") from e
+                    raise
+
+
+def _local_root(uri: str) -> Path:
+    # file:///abs/path, file://./rel or file://~/x, or a bare path; relative ones resolve against the CWD.
+    path = uri[len("file://"):] if uri.startswith("file://") else uri
+    return Path(path).expanduser().resolve()
+
+
+def open_store(
+    uri: str,
+    *,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    profile: str | None = None,
+    cache_dir: str | Path | None = None,
+) -> ArtifactStore:
+    """Open the store at `uri`: file://..., a bare local path, or s3://bucket[/prefix].
+
+    For s3://, boto3's standard configuration applies (AWS_ENDPOINT_URL[_S3], AWS_ACCESS_KEY_ID /
+    AWS_SECRET_ACCESS_KEY, AWS_PROFILE, AWS_DEFAULT_REGION, ~/.aws/*); the explicit arguments
+    override it. cache_dir (default $INFIMMR_CACHE_DIR or ~/.cache/infimmr) holds downloads.
+    """
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        return S3Store(
+            parsed.netloc, parsed.path, endpoint_url=endpoint_url, region=region, profile=profile, cache_dir=cache_dir
+        )
+    if parsed.scheme in ("file", ""):
+        return LocalStore(_local_root(uri), cache_dir=cache_dir)
+    raise StoreError(f"unsupported store URI {uri!r}: use file:///path, a local path or s3://bucket/prefix")
+
+
+def store_from_config(cfg: StoreConfig) -> ArtifactStore:
+    return open_store(cfg.uri, endpoint_url=cfg.endpoint_url, region=cfg.region, profile=cfg.profile, cache_dir=cfg.cache_dir)

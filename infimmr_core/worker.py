@@ -1,0 +1,66 @@
+"""Child-process entry point: `python -m infimmr_core.worker SPEC.json` runs one stage and stores its artifact."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from infimmr_core.config import Recipe
+from infimmr_core.context import StageContext
+from infimmr_core.stages import SPECS
+from infimmr_core.store import open_store, store_from_config
+
+
+def resolve_device(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def main(spec_path: str) -> None:
+    spec = json.loads(Path(spec_path).read_text())
+    stage, key = spec["stage"], spec["key"]
+    recipe = Recipe.model_validate(spec["recipe"])
+    if recipe.runtime.torch_threads:
+        import torch
+
+        torch.set_num_threads(recipe.runtime.torch_threads)
+    store = store_from_config(recipe.store)
+    inputs = {name: store.get_dir(name, ref["key"]) for name, ref in spec["upstream"].items()}
+    work_dir = store.cache_dir / "work" / stage / key
+    out_dir = work_dir / "artifact"
+    if out_dir.exists():  # leftovers of a crashed attempt are not part of this one's output
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    ctx = StageContext(
+        stage=stage, recipe=recipe, inputs=inputs, out_dir=out_dir, work_dir=work_dir,
+        cache_dir=store.cache_dir, device=resolve_device(recipe.runtime.device),
+        upstream_digests={name: ref["digest"] for name, ref in spec["upstream"].items()},
+    )
+    started = time.perf_counter()
+    ctx.log(f"running on {ctx.device}; key {key}")
+    metrics = importlib.import_module(SPECS[stage].module).run(ctx) or {}
+    metrics["seconds"] = round(time.perf_counter() - started, 3)
+    manifest = store.put_dir(
+        stage, key, out_dir, key_inputs=spec["key_inputs"], metrics=metrics,
+        producer={
+            "host": platform.node(), "python": platform.python_version(), "pid": os.getpid(),
+            "created_at": datetime.now(timezone.utc).isoformat(),
+        },
+    )
+    ctx.log(f"stored {store.artifact_uri(stage, key)} ({len(manifest.files)} files)")
+    shutil.rmtree(work_dir, ignore_errors=True)
+    Path(spec["result_path"]).write_text(manifest.model_dump_json())
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

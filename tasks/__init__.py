@@ -1,0 +1,1 @@
+"""Prefect tasks: one per pipeline stage (installed as `infimmr.tasks`)."""
