@@ -115,20 +115,17 @@ class TransformersGenerator:
         return inputs.to(self.device)
 
     def _decoding_options(self, sampling: SamplingSpec) -> dict:
-        tokenizer = self.processor.tokenizer
-        options = {"max_new_tokens": sampling.max_new_tokens, "pad_token_id": tokenizer.pad_token_id}
-        if sampling.temperature == 0:
-            return options | {"do_sample": False}
-        # Explicit top_k=0 / repetition_penalty=1: otherwise transformers' default top_k=50, or a checkpoint's
-        # generation_config (Qwen2.5-VL ships top_k=1, repetition_penalty=1.05), silently changes the
-        # distribution that the spec (and vLLM) samples from.
-        return options | {
-            "do_sample": True,
-            "temperature": sampling.temperature,
-            "top_p": sampling.top_p,
-            "top_k": 0,
+        # Everything the spec leaves out is pinned to "off": transformers otherwise fills gaps from the
+        # checkpoint's generation_config (Qwen2.5-VL ships top_k=1, repetition_penalty=1.05) or its own
+        # defaults (top_k=50), silently changing the distribution the spec (and vLLM) describes.
+        options = {
+            "max_new_tokens": sampling.max_new_tokens,
+            "pad_token_id": self.processor.tokenizer.pad_token_id,
             "repetition_penalty": 1.0,
         }
+        if sampling.temperature == 0:
+            return options | {"do_sample": False}
+        return options | {"do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": 0}
 
 
 class VLLMGenerator:
@@ -144,9 +141,10 @@ class VLLMGenerator:
         seed: int = 0,
     ):
         vllm = _import_vllm()
+        # Only renders prompts (the same template as the transformers backend); vLLM resizes images itself,
+        # within the bounds passed as mm_processor_kwargs below.
+        self.processor = load_processor(model_dir)
         pixel_bounds = {"min_pixels": min_pixels, "max_pixels": max_pixels}
-        # The HF processor only renders prompts; vLLM preprocesses the images itself with the bounds above.
-        self.processor = load_processor(model_dir, min_pixels=min_pixels, max_pixels=max_pixels)
         self.sampling_params_class = vllm.SamplingParams
         self.llm = vllm.LLM(
             model=str(model_dir),

@@ -76,15 +76,19 @@ def test_image_count_must_match_image_parts(generator):
 
 
 def test_sampling_ignores_checkpoint_decoding_defaults(tiny_model_dir, tmp_path):
-    """Qwen2.5-VL checkpoints ship near-greedy decoding defaults (top_k=1); the spec's sampling must win."""
+    """Qwen2.5-VL checkpoints ship near-greedy decoding defaults (top_k=1) and a repetition penalty (1.05, made
+    large here to be visible on a tiny model); the spec's decoding must win over both."""
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model_dir)
     config = json.loads((model_dir / "generation_config.json").read_text())
-    config |= {"do_sample": True, "temperature": 1e-6, "top_k": 1, "top_p": 0.001, "repetition_penalty": 1.05}
+    config |= {"do_sample": True, "temperature": 1e-6, "top_k": 1, "top_p": 0.001, "repetition_penalty": 5.0}
     (model_dir / "generation_config.json").write_text(json.dumps(config))
     generator = TransformersGenerator(model_dir, device="cpu")
     texts = generator.generate(REQUESTS[:1], SamplingSpec(n=8, temperature=1.0, max_new_tokens=24))[0]
     assert len(set(texts)) > 1
+    reference = TransformersGenerator(tiny_model_dir, device="cpu")
+    greedy = SamplingSpec(n=1, temperature=0.0, max_new_tokens=24)
+    assert generator.generate(REQUESTS, greedy) == reference.generate(REQUESTS, greedy)  # no repetition penalty
 
 
 def test_unknown_backend_is_rejected(tiny_model_dir):

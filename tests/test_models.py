@@ -122,12 +122,18 @@ def test_load_processor_reads_a_real_checkpoint_layout(tiny_model_dir, tmp_path)
     assert load_processor(snapshot, max_pixels=50176).image_processor.size.longest_edge == 50176
 
 
-def test_saved_processor_names_the_real_video_processor(tiny_model_dir, tmp_path):
-    # So that AutoProcessor loads saved directories wherever torchvision exists (GPU / vLLM).
-    load_processor(tiny_model_dir).save_pretrained(tmp_path)
+def test_resaved_processor_loads_and_names_the_real_video_processor(tiny_model_dir, tmp_path):
+    # Training saves the processor it loaded; naming the real video processor lets AutoProcessor load the
+    # directory wherever torchvision exists (GPU / vLLM).
+    load_processor(tiny_model_dir, max_pixels=28 * 28 * 16).save_pretrained(tmp_path)
     for directory in (tiny_model_dir, tmp_path):
         saved = json.loads((directory / "processor_config.json").read_text())
         assert saved["video_processor"]["video_processor_type"] == "Qwen2VLVideoProcessor"
+    reloaded = load_processor(tmp_path)
+    assert reloaded.image_processor.size.longest_edge == 28 * 28 * 16
+    assert reloaded.apply_chat_template(IMAGE_QUESTION, tokenize=False) == load_processor(
+        tiny_model_dir
+    ).apply_chat_template(IMAGE_QUESTION, tokenize=False)
 
 
 @pytest.fixture
