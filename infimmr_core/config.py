@@ -10,8 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-PhaseInput = Literal["text", "image_caption", "image"]
-AnswerFormat = Literal["answer_tag", "boxed", "answer_tag_boxed"]
+from infimmr_core.data.prompts import DEFAULT_CAPTION_TEMPLATE, DEFAULT_SYSTEM_PROMPT, PhaseInput, validate_caption_template
+from infimmr_core.rewards import AnswerFormat, FormatMode
 
 
 class Strict(BaseModel):
@@ -43,22 +43,16 @@ class StoreConfig(Strict):
 
 class PromptConfig(Strict):
     system_prompt: str = Field(
-        "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. "
-        "The assistant first thinks about the reasoning process in the mind and then provides the user with the answer. "
-        "The reasoning process and answer are enclosed within <think> </think> and <answer> </answer> tags, "
-        "respectively, i.e., <think> reasoning process here </think><answer> answer here </answer>. "
-        "Put the final answer inside \\boxed{} within the answer tags.",
+        DEFAULT_SYSTEM_PROMPT,
         description="System prompt for every phase, curation rollouts and evaluation (LMM-R1 convention).",
     )
     caption_template: str = Field(
-        "Image description: {caption}\n\n{question}",
+        DEFAULT_CAPTION_TEMPLATE,
         description="Phase-2 user text: where the generated caption goes. Must contain {caption} and {question}.",
     )
 
     @model_validator(mode="after")
     def _template_fields(self) -> PromptConfig:
-        from infimmr_core.data.prompts import validate_caption_template
-
         validate_caption_template(self.caption_template)
         return self
 
@@ -66,7 +60,7 @@ class PromptConfig(Strict):
 class RewardConfig(Strict):
     format_weight: float = Field(0.5, ge=0, description="Weight of the format reward (LMM-R1: 0.5).")
     accuracy_weight: float = Field(1.0, ge=0, description="Weight of the accuracy reward (LMM-R1: 1.0).")
-    format_mode: Literal["lenient", "strict"] = Field(
+    format_mode: FormatMode = Field(
         "lenient", description="strict = LMM-R1's exact regex; lenient also allows surrounding whitespace."
     )
     answer_format: AnswerFormat = Field(

@@ -37,7 +37,7 @@ class Ledger:
         self.quarantined: Counter[str] = Counter()
         self.quarantine_rows: list[dict[str, Any]] = []
 
-    def filter(self, sample: Sample, reason: str) -> None:
+    def filter(self, reason: str) -> None:
         self.filtered[reason] += 1
 
     def quarantine(self, q: Quarantined) -> None:
@@ -108,7 +108,7 @@ def collect(recipe: Recipe, ledger: Ledger) -> list[Sample]:
             if reason is None and (key := dedup_key(sample)) in seen:
                 reason = "duplicate"
             if reason:
-                ledger.filter(sample, reason)
+                ledger.filter(reason)
                 continue
             seen.add(key)
             kept.append(sample)
@@ -211,7 +211,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
             if difficulty.keeps(s.pass_rate):
                 in_band.append(s)
             else:
-                ledger.filter(s, "pass rate out of band")
+                ledger.filter("pass rate out of band")
         ctx.log(f"difficulty band kept {len(in_band)} of {len(samples)}")
         samples = in_band
     pools = split_pools(recipe, samples)
@@ -225,7 +225,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "pools": {name: len(pool) for name, pool in pools.items()},
         "pass_rate_histogram": pass_rate_histogram(samples),
     }
-    assert report["rows_in"] == report["kept"] + sum(ledger.filtered.values()) + sum(ledger.quarantined.values())
+    if report["rows_in"] != report["kept"] + sum(ledger.filtered.values()) + sum(ledger.quarantined.values()):
+        raise RuntimeError(f"curation lost rows: {report}")  # never publish a pool that silently dropped data
     (ctx.out_dir / "report.json").write_text(json.dumps(report, indent=2))
     with (ctx.out_dir / "quarantine.jsonl").open("w") as fh:
         for row in ledger.quarantine_rows:

@@ -52,6 +52,8 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
+from infimmr_core.data.schema import AnswerType
+
 __all__ = [
     "REWARD_FUNCS",
     "AnswerFormat",
@@ -70,7 +72,6 @@ _log = logging.getLogger(__name__)
 
 FormatMode = Literal["lenient", "strict"]
 AnswerFormat = Literal["answer_tag", "boxed", "answer_tag_boxed"]
-AnswerTypeName = Literal["multiple_choice", "numeric", "expression", "text", "unverifiable"]
 
 _MODES = ("lenient", "strict")
 _ANSWER_FORMATS = ("answer_tag", "boxed", "answer_tag_boxed")
@@ -96,7 +97,7 @@ class ScoreItem(BaseModel):
 
     completion: str
     gold: str
-    answer_type: AnswerTypeName | None = None
+    answer_type: AnswerType | None = None
     choices: list[str] | None = None
 
 
