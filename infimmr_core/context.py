@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infimmr_core.config import Recipe
+from infimmr_core.store import ArtifactStore
 
 
 @dataclass
@@ -19,6 +20,8 @@ class StageContext:
     cache_dir: Path  # shared download/model cache
     device: str  # resolved: "cpu" or "cuda"
     upstream_digests: dict[str, str]  # upstream stage name -> content digest of its artifact
+    store: ArtifactStore | None = None  # where the artifact goes; stages may keep resumable state there (checkpoints)
+    key: str = ""  # this stage's key: names that state, so a restart of the same key finds it
 
     def log(self, message: str) -> None:
         print(f"[{self.stage}] {message}", file=sys.stderr, flush=True)

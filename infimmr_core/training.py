@@ -2,106 +2,37 @@
 
 Phase N reads its pool from the curate artifact: text (phase 1), image_caption (phase 2), image (phase 3); the prompt
 builder decides what the policy sees, so this module never special-cases a phase beyond picking its pool.
+
+This module prepares and launches; `grpo_phase` trains. With one process the phase trains in this (stage) process;
+with more it runs `accelerate launch` as a grandchild, which dies with the stage's process group. Either way a restart
+of the same stage key first restores the newest checkpoint synced to the store, so a phase loses at most one
+checkpoint interval, whichever machine picks it up.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
+import os
+import socket
+import subprocess
+import sys
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from infimmr_core.config import PhaseConfig, PromptConfig, Recipe, RewardConfig
+from infimmr_core.checkpoints import prune, restore_latest
+from infimmr_core.config import DistributedSettings
 from infimmr_core.context import StageContext
-from infimmr_core.data.images import decode_image
-from infimmr_core.data.pool_io import read_pool
-from infimmr_core.data.prompts import build_messages
-from infimmr_core.data.schema import Sample
-from infimmr_core.models import load_model, load_processor, resolve_model
-from infimmr_core.rewards import ScoreItem, format_reward, score_batch
+from infimmr_core.grpo_phase import MODEL_DIR, PhaseRun, phase_rows, train
+from infimmr_core.models import resolve_model
 
-MODEL_DIR = "model"
+__all__ = ["MODEL_DIR", "after_commit", "phase_rows", "run"]
+
+ACCELERATE_CONFIGS = ("single_gpu", "multi_gpu", "cpu_gloo", "deepspeed_zero2", "deepspeed_zero3", "fsdp")
 
 
 def phase_number(stage: str) -> int:
     return int(stage.removeprefix("phase"))
-
-
-def phase_rows(samples: list[Sample], cfg: PhaseConfig, prompts: PromptConfig) -> list[dict[str, Any]]:
-    """Trainer rows: conversational prompt, images (image phases only) and the gold columns the rewards read."""
-    rows = []
-    for s in samples[: cfg.max_samples]:
-        row = {
-            "prompt": build_messages(s, cfg.input, system_prompt=prompts.system_prompt, caption_template=prompts.caption_template),
-            "answer": s.answer,
-            "answer_type": s.answer_type,
-            "choices": s.choices,
-        }
-        if cfg.input != "text":
-            row["images"] = [decode_image(b) for b in s.images]
-        rows.append(row)
-    return rows
-
-
-def _completion_text(completion: Any) -> str:
-    # Conversational prompts give conversational completions: [{"role": "assistant", "content": "..."}].
-    if isinstance(completion, list):
-        return "".join(m["content"] if isinstance(m["content"], str) else "" for m in completion)
-    return completion
-
-
-def make_reward_funcs(cfg: RewardConfig) -> list:
-    """TRL reward callables; their names become the logged metric names (rewards/format/mean, ...)."""
-
-    def format(completions, **_: Any) -> list[float]:  # noqa: A001 - the name is the metric name
-        return [format_reward(_completion_text(c), mode=cfg.format_mode, answer_format=cfg.answer_format) for c in completions]
-
-    def accuracy(completions, answer, answer_type, choices, **_: Any) -> list[float]:
-        items = [
-            ScoreItem(completion=_completion_text(c), gold=g, answer_type=t, choices=ch or None)
-            for c, g, t, ch in zip(completions, answer, answer_type, choices)
-        ]
-        # Worker processes with a per-item timeout: one pathological answer must never stall training.
-        scores = score_batch(items, timeout=cfg.timeout_seconds, workers=cfg.workers,
-                             mode=cfg.format_mode, answer_format=cfg.answer_format)
-        return [b.accuracy for b in scores]
-
-    return [format, accuracy]
-
-
-def grpo_args(cfg: PhaseConfig, rewards: RewardConfig, output_dir: Path, device: str):
-    from trl import GRPOConfig
-
-    scheduler_kwargs = {"min_lr_rate": cfg.min_lr_rate} if cfg.lr_scheduler_type == "cosine_with_min_lr" else {}
-    return GRPOConfig(
-        output_dir=str(output_dir),
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler_type,
-        lr_scheduler_kwargs=scheduler_kwargs,
-        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of total steps
-        num_generations=cfg.num_generations,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        num_train_epochs=cfg.num_train_epochs,
-        max_steps=cfg.max_steps,
-        max_completion_length=cfg.max_completion_length,
-        temperature=cfg.temperature,
-        beta=cfg.beta,
-        epsilon=cfg.epsilon,
-        loss_type=cfg.loss_type,
-        scale_rewards=cfg.scale_rewards,
-        reward_weights=[rewards.format_weight, rewards.accuracy_weight],
-        bf16=cfg.bf16 and device != "cpu",
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        seed=cfg.seed,
-        logging_steps=cfg.logging_steps,
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
-        report_to=cfg.report_to or "none",
-        use_cpu=device == "cpu",
-        dataloader_num_workers=0,
-        disable_tqdm=True,
-    )
 
 
 def initial_model_dir(ctx: StageContext, number: int) -> Path:
@@ -111,56 +42,76 @@ def initial_model_dir(ctx: StageContext, number: int) -> Path:
     return ctx.inputs[f"phase{number - 1}"] / MODEL_DIR
 
 
-def summarise(log_history: list[dict[str, Any]]) -> dict[str, Any]:
-    steps = [h for h in log_history if "reward" in h]
-    if not steps:
-        return {"steps": 0}
-    first, last = steps[0], steps[-1]
-    return {
-        "steps": int(last.get("step", len(steps))),
-        "reward_start": first["reward"],
-        "reward_end": last["reward"],
-        "accuracy_start": first.get("rewards/accuracy/mean"),
-        "accuracy_end": last.get("rewards/accuracy/mean"),
-    }
+def accelerate_config_path(dist: DistributedSettings, device: str) -> Path:
+    name = dist.accelerate_config
+    if name == "auto":
+        name = "cpu_gloo" if device == "cpu" else ("multi_gpu" if dist.num_processes * dist.num_machines > 1 else "single_gpu")
+    if name in ACCELERATE_CONFIGS:
+        return Path(str(resources.files("infimmr_core") / "accelerate_configs" / f"{name}.yaml"))
+    path = Path(name).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"accelerate_config {name!r} is neither one of {ACCELERATE_CONFIGS} nor a file")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def accelerate_command(dist: DistributedSettings, device: str, run_path: Path) -> list[str]:
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch",
+        "--config_file", str(accelerate_config_path(dist, device)),
+        "--num_processes", str(dist.num_processes * dist.num_machines),  # accelerate counts all nodes' processes
+        "--num_machines", str(dist.num_machines),
+        "--machine_rank", str(dist.machine_rank),
+        "--main_process_port", str(dist.main_process_port or _free_port()),
+    ]
+    if dist.main_process_ip:
+        cmd += ["--main_process_ip", dist.main_process_ip]
+    return cmd + ["-m", "infimmr_core.grpo_phase", str(run_path)]
+
+
+def _launch(run: PhaseRun, ctx: StageContext) -> dict[str, Any]:
+    dist = run.cfg.distributed
+    if dist.num_processes * dist.num_machines == 1:
+        return train(run)
+    run_path = ctx.work_dir / "phase-run.json"
+    run_path.write_text(run.model_dump_json())
+    cmd = accelerate_command(dist, ctx.device, run_path)
+    ctx.log(f"launching {dist.num_processes} processes: {' '.join(cmd)}")
+    # Same process group as this stage process: the runner's kill (timeout, parent death) reaches every rank.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    rc = subprocess.run(cmd, env=env).returncode
+    if rc != 0:
+        raise RuntimeError(f"accelerate launch of phase {run.number} exited with code {rc}")
+    return json.loads(run.summary_path.read_text())
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
-    from datasets import Dataset
-    from trl import GRPOTrainer
-
-    recipe: Recipe = ctx.recipe
     number = phase_number(ctx.stage)
-    cfg = recipe.phases[number]
-    pool = read_pool(ctx.inputs["curate"] / "pools" / f"{cfg.input}.parquet")
-    if not pool:
-        raise RuntimeError(f"phase {number}: the curated {cfg.input} pool is empty; nothing to train on")
-    rows = phase_rows(pool, cfg, recipe.prompts)
+    cfg = ctx.recipe.phases[number]
     init_dir = initial_model_dir(ctx, number)
-    ctx.log(f"phase {number} ({cfg.input}): {len(rows)} prompts, starting from {init_dir}")
-
-    processor = load_processor(init_dir, min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels)
-    model = load_model(init_dir, device=ctx.device, dtype="bfloat16" if cfg.bf16 and ctx.device != "cpu" else "float32")
     trainer_dir = ctx.work_dir / "trainer"
-    trainer = GRPOTrainer(
-        model=model,
-        reward_funcs=make_reward_funcs(recipe.rewards),
-        args=grpo_args(cfg, recipe.rewards, trainer_dir, ctx.device),
-        train_dataset=Dataset.from_list(rows),
-        processing_class=processor,
+    trainer_dir.mkdir(parents=True, exist_ok=True)
+    resume_from = restore_latest(ctx.store, ctx.stage, ctx.key, trainer_dir) if ctx.store is not None else None
+    if resume_from is not None:
+        ctx.log(f"resuming from the stored checkpoint {resume_from.name}")
+    run_spec = PhaseRun(
+        stage=ctx.stage, key=ctx.key, number=number, recipe=ctx.recipe,
+        pool_path=ctx.inputs["curate"] / "pools" / f"{cfg.input}.parquet", init_dir=init_dir,
+        out_dir=ctx.out_dir, trainer_dir=trainer_dir, device=ctx.device, resume_from=resume_from,
+        summary_path=ctx.work_dir / "summary.json",
     )
-    trainer.train()
-
-    model_out = ctx.out_dir / MODEL_DIR
-    trainer.save_model(str(model_out))
-    processor.save_pretrained(str(model_out))
-    for extra in ("generation_config.json",):  # keep decoding defaults of the starting model
-        if (init_dir / extra).exists() and not (model_out / extra).exists():
-            shutil.copy2(init_dir / extra, model_out / extra)
-    history = trainer.state.log_history
-    with (ctx.out_dir / "metrics.jsonl").open("w") as fh:
-        for entry in history:
-            fh.write(json.dumps(entry) + "\n")
-    summary = summarise(history) | {"phase": number, "input": cfg.input, "prompts": len(rows)}
+    ctx.log(f"phase {number} ({cfg.input}) from {init_dir}")
+    summary = _launch(run_spec, ctx)
     ctx.log(f"phase {number} done: {summary}")
     return summary
+
+
+def after_commit(ctx: StageContext) -> None:
+    """The phase artifact is committed: its checkpoints are no longer needed to resume it."""
+    if ctx.store is not None:
+        prune(ctx.store, ctx.stage, ctx.key, keep=0)

@@ -45,10 +45,12 @@ def main(spec_path: str) -> None:
         stage=stage, recipe=recipe, inputs=inputs, out_dir=out_dir, work_dir=work_dir,
         cache_dir=store.cache_dir, device=resolve_device(recipe.runtime.device),
         upstream_digests={name: ref["digest"] for name, ref in spec["upstream"].items()},
+        store=store, key=key,
     )
     started = time.perf_counter()
     ctx.log(f"running on {ctx.device}; key {key}")
-    metrics = importlib.import_module(SPECS[stage].module).run(ctx) or {}
+    module = importlib.import_module(SPECS[stage].module)
+    metrics = module.run(ctx) or {}
     metrics["seconds"] = round(time.perf_counter() - started, 3)
     manifest = store.put_dir(
         stage, key, out_dir, key_inputs=spec["key_inputs"], metrics=metrics,
@@ -58,6 +60,8 @@ def main(spec_path: str) -> None:
         },
     )
     ctx.log(f"stored {store.artifact_uri(stage, key)} ({len(manifest.files)} files)")
+    if hasattr(module, "after_commit"):  # e.g. drop resumable state (checkpoints) that the artifact now supersedes
+        module.after_commit(ctx)
     shutil.rmtree(work_dir, ignore_errors=True)
     Path(spec["result_path"]).write_text(manifest.model_dump_json())
 
