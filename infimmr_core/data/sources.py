@@ -1,9 +1,12 @@
 """Source adapters: each turns a configured source into canonical samples, and every row it cannot use into a
-quarantine record (row, position, reason) instead of an exception or a silent drop."""
+quarantine record (row, position, reason) instead of an exception or a silent drop.
+
+A source is a reader (file format: `readers`) plus a schema adapter (dataset columns: `adapters`) plus the image
+checks (`image_refs`), composed here.
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -12,7 +15,13 @@ from pydantic import ValidationError
 
 from infimmr_core.config import EvalSetConfig, SourceConfig
 from infimmr_core.data import synthetic
+from infimmr_core.data.adapters import ADAPTERS, RowRejected, apply_mapping, json_safe
+from infimmr_core.data.image_refs import ImageRejected, check_image, image_bytes
+from infimmr_core.data.readers import UnreadableRow, detect_format, read_rows
 from infimmr_core.data.schema import Sample
+
+# Pillow's own decompression-bomb warning threshold.
+DEFAULT_MAX_DECODE_PIXELS = 89_478_485
 
 
 @dataclass
@@ -23,53 +32,77 @@ class Quarantined:
     row: Any  # the raw row as far as it could be read (JSON-safe)
 
 
-def load_source(cfg: SourceConfig | EvalSetConfig) -> Iterator[Sample | Quarantined]:
+def source_label(cfg: SourceConfig | EvalSetConfig) -> str:
+    name = getattr(cfg, "name", None)
+    if name:
+        return name
+    if cfg.kind.startswith("synthetic"):
+        return cfg.kind
+    return cfg.kind if cfg.kind not in ("canonical", "jsonl") else Path(cfg.path).stem
+
+
+def load_source(
+    cfg: SourceConfig | EvalSetConfig, *, max_decode_pixels: int = DEFAULT_MAX_DECODE_PIXELS
+) -> Iterator[Sample | Quarantined]:
     if cfg.kind == "synthetic_text":
         yield from synthetic.text_problems(cfg.count, cfg.seed)
     elif cfg.kind == "synthetic_image":
         yield from synthetic.image_problems(cfg.count, cfg.seed)
-    elif cfg.kind == "jsonl":
-        yield from _jsonl(Path(cfg.path))
-    else:  # pragma: no cover - the config's Literal makes this unreachable
-        raise ValueError(f"unknown source kind {cfg.kind}")
+    else:
+        yield from _from_rows(cfg, max_decode_pixels)
 
 
-def _jsonl(path: Path) -> Iterator[Sample | Quarantined]:
-    """Rows in the canonical schema; `images` may list paths relative to the file (they must stay inside its folder)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"source file not found: {path}")
-    root = path.parent.resolve()
-    with path.open("rb") as fh:
-        for number, raw in enumerate(fh, start=1):
-            where = f"{path.name}:{number}"
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as err:
-                yield Quarantined(str(path), where, f"unreadable row: {type(err).__name__}", raw.decode("utf-8", "replace"))
-                continue
-            yield _row_to_sample(row, root, str(path), where)
+def _from_rows(cfg: SourceConfig | EvalSetConfig, max_decode_pixels: int) -> Iterator[Sample | Quarantined]:
+    # EvalSetConfig has only kind/path; the other settings default for it.
+    fmt = getattr(cfg, "format", "auto")
+    mapping = getattr(cfg, "mapping", {})
+    label = source_label(cfg)
+    root = _image_root(cfg, detect_format(cfg.path, fmt))
+    rows = read_rows(cfg.path, fmt, hub_config=getattr(cfg, "hub_config", None), split=getattr(cfg, "split", "train"),
+                     revision=getattr(cfg, "revision", None))
+    max_rows = getattr(cfg, "max_rows", None)
+    for count, (where, row) in enumerate(rows):
+        if max_rows is not None and count >= max_rows:
+            break
+        if isinstance(row, UnreadableRow):
+            yield Quarantined(label, where, row.reason, row.raw)
+            continue
+        yield to_sample(row, cfg.kind, mapping, label=label, where=where, root=root, max_decode_pixels=max_decode_pixels)
 
 
-def _row_to_sample(row: Any, root: Path, source: str, where: str) -> Sample | Quarantined:
+def _image_root(cfg: SourceConfig | EvalSetConfig, fmt: str) -> Path | None:
+    if getattr(cfg, "image_root", None):
+        return Path(cfg.image_root)
+    if fmt == "hub":
+        return None  # Hub rows embed their images; a bare path there cannot be resolved safely
+    path = Path(cfg.path)
+    return path if path.is_dir() else path.parent
+
+
+def to_sample(
+    row: Any, kind: str, mapping: dict[str, str], *, label: str, where: str, root: Path | None, max_decode_pixels: int
+) -> Sample | Quarantined:
+    """One raw row -> a checked canonical sample, or the row in quarantine with the first problem found."""
     if not isinstance(row, dict):
-        return Quarantined(source, where, "row is not an object", row)
-    data = dict(row)
-    data.setdefault("source", source)
-    data.setdefault("id", f"{Path(source).stem}-{where.rsplit(':', 1)[1]}")
-    images = []
-    for ref in data.get("images") or []:
-        image_path = (root / str(ref)).resolve()
-        if not image_path.is_relative_to(root):
-            return Quarantined(source, where, f"image path outside the dataset folder: {ref}", row)
-        if not image_path.is_file():
-            return Quarantined(source, where, f"image file not found: {ref}", row)
-        images.append(image_path.read_bytes())
-    data["images"] = images
+        return Quarantined(label, where, "row is not an object", json_safe(row))
     try:
-        return Sample.model_validate(data)
+        fields = ADAPTERS[kind](apply_mapping(row, mapping))
+        fields["images"] = [_checked_image(value, root, max_decode_pixels) for value in fields.get("images", [])]
+    except (RowRejected, ImageRejected) as err:
+        return Quarantined(label, where, err.reason, json_safe(row))
+    # Prefixed with the source so ids stay unique when several sources number their rows from 1.
+    fields["id"] = f"{label}-{fields.get('id', where)}"
+    fields.setdefault("source", label)
+    fields["metadata"] = {**fields.get("metadata", {}), "source_position": where}
+    try:
+        return Sample.model_validate(fields)
     except ValidationError as err:
         first = err.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
-        return Quarantined(source, where, f"invalid field {field}: {first['msg']}", row)
+        return Quarantined(label, where, f"invalid field {field}: {first['msg']}", json_safe(row))
+
+
+def _checked_image(value: Any, root: Path | None, max_decode_pixels: int) -> bytes:
+    data = image_bytes(value, root)
+    check_image(data, max_decode_pixels)
+    return data
