@@ -1,0 +1,57 @@
+"""Generation for evaluation: the curation/training prompt builder and the shared inference backends, checkpointed per
+shard so a crashed evaluation resumes where it stopped (same stage key -> same work directory)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+from infimmr_core.data.images import decode_image
+from infimmr_core.data.prompts import build_messages
+from infimmr_core.data.schema import Sample
+from infimmr_core.evaluation.items import EvalItem
+from infimmr_core.inference import GenerationRequest, Generator, SamplingSpec
+
+
+def request_for(item: EvalItem, system_prompt: str, question_template: str) -> GenerationRequest:
+    """The same chat layout as training (system prompt, image placeholders, then the text) for one item."""
+    text = question_template.format(question=item.question)
+    # Options are already in the item's question (each benchmark lists them its own way): none are appended here.
+    sample = Sample(id=item.id, source="evaluation", problem=text, answer=item.gold, images=list(item.images))
+    messages = build_messages(sample, "image" if item.images else "text", system_prompt=system_prompt)
+    return GenerationRequest(messages=messages, images=[decode_image(b) for b in item.images])
+
+
+def generate_resumable(
+    ids: list[str],
+    items: list[EvalItem],
+    to_request: Callable[[EvalItem], GenerationRequest],
+    generator: Callable[[], Generator],
+    sampling: SamplingSpec,
+    shard_dir: Path,
+    shard_size: int,
+    log: Callable[[str], None] = lambda message: None,
+) -> list[str]:
+    """One completion per item, in order. Each shard's completions are saved (atomically) once generated, and a
+    saved shard for the same `ids` (unique per item) is reused; `generator` is only called when a shard is missing."""
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    completions: list[str] = []
+    model: Generator | None = None
+    for index, start in enumerate(range(0, len(items), shard_size)):
+        shard = items[start:start + shard_size]
+        shard_ids = ids[start:start + shard_size]
+        path = shard_dir / f"{index:05d}.json"
+        if path.exists():
+            saved = json.loads(path.read_text())
+            if saved["ids"] == shard_ids:
+                completions += saved["completions"]
+                continue
+        model = model or generator()
+        texts = [group[0] for group in model.generate([to_request(item) for item in shard], sampling)]
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps({"ids": shard_ids, "completions": texts}))
+        partial.replace(path)
+        log(f"{shard_dir.name}: shard {index} ({len(shard)} rows) generated")
+        completions += texts
+    return completions
