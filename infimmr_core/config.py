@@ -79,31 +79,95 @@ class GenerationConfig(Strict):
     max_pixels: int | None = Field(None, ge=1, description="Image max pixels for the processor; None = model default.")
 
 
+SourceKind = Literal[
+    "synthetic_text", "synthetic_image", "jsonl", "canonical", "deepscaler", "virl39k", "geometry3k", "mathv360k"
+]
+
+
 class SourceConfig(Strict):
-    kind: Literal["synthetic_text", "synthetic_image", "jsonl"] = Field(description="Adapter that reads the source.")
-    path: str | None = Field(None, description="File path for file-based sources.")
+    kind: SourceKind = Field(
+        description="Row schema: synthetic_text / synthetic_image (generated), canonical (our Sample fields, renamed by "
+        "`mapping`; 'jsonl' is its old name), or a known dataset's own columns: deepscaler, virl39k, geometry3k, "
+        "mathv360k."
+    )
+    path: str | None = Field(
+        None,
+        description="A local file (.jsonl/.json/.parquet/.csv), a `datasets.save_to_disk` folder, or a Hub id "
+        "read with `datasets.load_dataset`.",
+    )
+    format: Literal["auto", "jsonl", "json", "parquet", "csv", "disk", "hub"] = Field(
+        "auto", description="How to read `path`; auto = by suffix, a save_to_disk folder, or a Hub id when no such path exists."
+    )
+    mapping: dict[str, str] = Field(
+        default_factory=dict,
+        description="Canonical field -> source column (e.g. {problem: question, answer: solution_value}); "
+        "applied before the schema adapter, so it also renames columns of known datasets.",
+    )
+    name: str | None = Field(None, description="Label stored in each sample's `source`; None = the kind or the file name.")
+    hub_config: str | None = Field(None, description="`datasets` configuration name (Hub ids and loading scripts).")
+    split: str = Field("train", description="Split to read (Hub ids and save_to_disk DatasetDicts).")
+    revision: str | None = Field(None, description="Hub revision to pin.")
+    image_root: str | None = Field(
+        None, description="Folder that relative image paths resolve in (and must stay in); None = the file's folder."
+    )
+    max_rows: int | None = Field(None, ge=1, description="Read at most this many rows (None = all).")
     count: int = Field(32, ge=1, description="Rows to generate (synthetic sources).")
     seed: int = Field(0, description="Seed (synthetic sources).")
 
     @model_validator(mode="after")
     def _path_for_files(self) -> SourceConfig:
-        if self.kind == "jsonl" and not self.path:
-            raise ValueError("source kind 'jsonl' needs a path")
+        if not self.kind.startswith("synthetic") and not self.path:
+            raise ValueError(f"source kind {self.kind!r} needs a path (file, folder or Hub id)")
         return self
+
+
+class CaptionPrompts(Strict):
+    """Instruction per image type: a diagram needs its labels and relations read out, a chart its axes and values."""
+
+    geometry: str = Field(
+        "Describe this geometry diagram precisely: every point label, segment, angle mark, length, and the relations "
+        "(parallel, perpendicular, tangent, inscribed) that the figure shows. Do not solve any problem.",
+        description="Geometry diagrams and other line drawings.",
+    )
+    chart: str = Field(
+        "Describe this chart or plot: its type, title, axes with units and ranges, legend, and the values of every "
+        "series as precisely as they can be read. Do not draw conclusions.",
+        description="Charts, plots, function graphs.",
+    )
+    table: str = Field(
+        "Transcribe this table as Markdown with every header and cell, then say what each row and column means.",
+        description="Tables.",
+    )
+    natural: str = Field(
+        "Describe this image in detail: every object, its count, colour, position, any text or numbers, and how "
+        "the objects relate to each other.",
+        description="Photographs, illustrations and anything else.",
+    )
 
 
 class CaptioningConfig(Strict):
     enabled: bool = Field(True, description="Generate captions for image samples (needed by phase 2).")
     model: ModelRef | None = Field(None, description="Captioner; None = the base model.")
-    prompt: str = Field(
-        "Describe this image in detail: every object, number, label and geometric relation you can see.",
-        description="Instruction given to the captioner with each image.",
+    prompts: CaptionPrompts = Field(
+        default_factory=CaptionPrompts,
+        description="Instruction per image type; the type comes from the source (metadata.image_type) or is detected.",
+    )
+    min_chars: int = Field(1, ge=1, description="Shorter captions fail the check and are quarantined.")
+    max_chars: int = Field(4000, ge=1, description="Longer captions (runaway generations) fail the check.")
+    leak_min_chars: int = Field(
+        2, ge=1, description="Answers at least this long (normalised, not multiple choice) must not appear in the caption."
     )
     generation: GenerationConfig = Field(default_factory=lambda: GenerationConfig(max_new_tokens=512))
 
 
 class DifficultyConfig(Strict):
-    enabled: bool = Field(True, description="Roll out the policy k times per sample and keep a pass-rate band.")
+    enabled: bool = Field(True, description="Keep a pass-rate band, from policy rollouts or a dataset's own column.")
+    policy: ModelRef | None = Field(None, description="Policy rolled out; None = the phase's starting model (the base model).")
+    pass_rate_column: str | None = Field(
+        None,
+        description="Take the pass rate from this source column (kept in metadata, e.g. ViRL39K's "
+        "PassRate_32BTrained) instead of rolling out; rows without a value in [0, 1] are filtered.",
+    )
     rollouts: int = Field(8, ge=1, description="k rollouts per sample (chosen default: 8).")
     min_pass_rate: float = Field(0.0, ge=0, le=1)
     max_pass_rate: float = Field(1.0, ge=0, le=1)
@@ -131,13 +195,82 @@ class PoolsConfig(Strict):
     max_image: int | None = Field(None, ge=1, description="Cap on the phase-3 pool size.")
 
 
+class BenchmarkRef(Strict):
+    kind: Literal["mathverse", "mathvista", "mathvision", "olympiadbench", "math500", "canonical"] = Field(
+        description="Benchmark schema; canonical = our Sample fields (renamed by `mapping`)."
+    )
+    path: str | None = Field(
+        None, description="Local file or save_to_disk folder, or a Hub id; None = the benchmark's official Hub id."
+    )
+    hub_config: str | None = Field(None, description="Configuration; None = the benchmark's usual one.")
+    split: str | None = Field(None, description="Split; None = the benchmark's evaluation split.")
+    mapping: dict[str, str] = Field(default_factory=dict, description="Field -> column renames (id, problem, images).")
+
+
+class DecontaminationConfig(Strict):
+    benchmarks: list[BenchmarkRef] = Field(
+        default_factory=list, description="Evaluation benchmarks whose items must not be trained on."
+    )
+    ngram: int = Field(8, ge=1, description="Word n-gram size for question overlap (texts shorter than n count as one n-gram).")
+    threshold: float = Field(
+        0.5, gt=0, le=1,
+        description="A sample is contaminated when this fraction of a benchmark question's n-grams occur in it.",
+    )
+    image_hash_max_distance: int | None = Field(
+        4, ge=0, le=64, description="Hamming distance of 64-bit perceptual hashes that counts as the same image; None = off."
+    )
+
+
 class CurationConfig(Strict):
     sources: list[SourceConfig] = Field(min_length=1, description="Text and multimodal sources to curate.")
     max_problem_chars: int = Field(4000, ge=1, description="Longer problems are filtered out.")
+    min_image_side: int = Field(28, ge=1, description="Images with a shorter side are filtered (one Qwen2.5-VL patch).")
+    max_image_pixels: int = Field(16_777_216, ge=1, description="Images with more pixels are filtered (4096 x 4096).")
+    max_decode_pixels: int = Field(
+        89_478_485, ge=1, description="Images claiming more pixels are never decoded (decompression bombs) and quarantined."
+    )
+    max_quarantine_fraction: float = Field(
+        0.05, ge=0, le=1, description="The stage fails when more than this fraction of rows is quarantined."
+    )
+    image_hash_dedup_distance: int | None = Field(
+        None, ge=0, le=64,
+        description="Also drop a sample whose image is within this perceptual-hash distance of a kept one and whose "
+        "normalised question is equal; None = exact normalised text + image bytes only.",
+    )
+    shard_size: int = Field(256, ge=1, description="Rows per shard: the unit of captioning/rollout work that a rerun resumes at.")
+    decontamination: DecontaminationConfig = Field(default_factory=DecontaminationConfig)
     captioning: CaptioningConfig = Field(default_factory=CaptioningConfig)
     difficulty: DifficultyConfig = Field(default_factory=DifficultyConfig)
     pools: PoolsConfig = Field(default_factory=PoolsConfig)
     seed: int = Field(0, description="Seed for shuffling and splitting.")
+
+
+class LoraSettings(Strict):
+    """LoRA adapters (peft) for one phase; the phase artifact is the merged full model either way."""
+
+    r: int = Field(16, ge=1, description="Adapter rank.")
+    alpha: int = Field(32, ge=1, description="lora_alpha (scaling = alpha / r).")
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="Module names to adapt (the language model's attention and MLP projections by default; the "
+        "vision tower is always excluded).",
+    )
+
+
+class DistributedSettings(Strict):
+    """How the phase process is launched: in the stage process, or as `accelerate launch` with N processes."""
+
+    num_processes: int = Field(1, ge=1, description="Processes (GPUs) per machine; > 1 runs the phase under `accelerate launch`.")
+    accelerate_config: str = Field(
+        "auto",
+        description="Shipped config name (single_gpu, multi_gpu, cpu_gloo, deepspeed_zero2, deepspeed_zero3, fsdp), a "
+        "path to an accelerate YAML, or auto (single_gpu / multi_gpu on CUDA, cpu_gloo on CPU).",
+    )
+    num_machines: int = Field(1, ge=1, description="Nodes; > 1 needs machine_rank and main_process_ip per node.")
+    machine_rank: int = Field(0, ge=0)
+    main_process_ip: str | None = Field(None, description="Address of rank 0's node (multi-node only).")
+    main_process_port: int | None = Field(None, ge=1, le=65535, description="Rendezvous port; None = a free one.")
 
 
 class PhaseConfig(Strict):
@@ -156,29 +289,75 @@ class PhaseConfig(Strict):
     max_completion_length: int = Field(4096, ge=1)
     temperature: float = Field(1.0, gt=0)
     beta: float = Field(0.001, ge=0, description="KL coefficient; > 0 loads a frozen reference (the phase's initial policy).")
-    epsilon: float = Field(0.2, gt=0, description="PPO clip range.")
+    epsilon: float = Field(0.2, gt=0, description="PPO clip range (lower bound 1 - epsilon).")
+    epsilon_high: float | None = Field(None, gt=0, description="Upper clip (DAPO clip-higher); None = epsilon.")
+    num_iterations: int = Field(1, ge=1, description="Optimisation passes per generated batch (GRPO's mu).")
+    prompts_per_step: int | None = Field(
+        None, ge=1,
+        description="Prompts per generation round (LMM-R1: 256); None = one optimiser step's worth "
+        "(per_device_train_batch_size * gradient_accumulation_steps * processes / num_generations).",
+    )
     loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = Field("grpo")
     scale_rewards: Literal["group", "batch", "none"] = Field("group", description="Advantage normalisation.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling for rollouts.")
+    top_k: int = Field(0, ge=0, description="Top-k sampling for rollouts; 0 = off.")
+    mask_truncated_completions: bool = Field(False, description="Exclude completions cut at max_completion_length from the loss.")
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping.")
     bf16: bool = Field(True)
     gradient_checkpointing: bool = Field(True)
     seed: int = Field(42)
     logging_steps: int = Field(1, ge=1)
-    save_steps: int = Field(50, ge=1)
-    report_to: list[str] = Field(default_factory=lambda: ["tensorboard"])
+    save_steps: int = Field(50, ge=1, description="Checkpoint (and sync it to the store) every N optimiser steps.")
+    keep_last_checkpoints: int = Field(2, ge=1, description="Checkpoints kept locally and in the store; older are pruned.")
+    eval_samples: int = Field(0, ge=0, description="Pool rows held out for in-training evaluation (0 = none).")
+    eval_steps: int | None = Field(None, ge=1, description="Evaluate on the held-out rows every N steps (needs eval_samples).")
+    report_to: list[str] = Field(default_factory=lambda: ["tensorboard"], description="tensorboard, wandb, ... or [].")
     max_samples: int | None = Field(None, ge=1, description="Use at most this many pool rows (None = all).")
     min_pixels: int | None = Field(None, ge=1)
     max_pixels: int | None = Field(401408, ge=1, description="~0.4 MP = 512*28*28 (LMM-R1 trains at <=640*28*28).")
+    freeze_vision_tower: bool = Field(False, description="Keep the vision encoder and merger frozen in this phase.")
+    lora: LoraSettings | None = Field(None, description="Train LoRA adapters instead of all weights; None = full.")
+    use_vllm: bool = Field(False, description="Roll out with vLLM (GPU only, needs the gpu extra).")
+    vllm_mode: Literal["colocate", "server"] = Field(
+        "colocate", description="colocate: vLLM shares the training GPUs; server: a `trl vllm-serve` process elsewhere."
+    )
+    vllm_server_base_url: str | None = Field(None, description="Server mode: e.g. http://10.0.0.5:8000.")
+    vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="Colocate mode: GPU memory share for vLLM.")
+    vllm_tensor_parallel_size: int = Field(1, ge=1, description="Colocate mode: tensor parallel size of vLLM.")
+    distributed: DistributedSettings = Field(default_factory=DistributedSettings)
 
     @model_validator(mode="after")
     def _batch_divisible(self) -> PhaseConfig:
-        # TRL builds each generation batch from per_device_batch * accumulation completions and splits it into groups.
+        # TRL builds each generation batch from per-device micro-batches and splits it into groups of G completions.
+        processes = self.distributed.num_processes * self.distributed.num_machines
         batch = self.per_device_train_batch_size * self.gradient_accumulation_steps
-        if batch % self.num_generations:
-            raise ValueError(
-                f"per_device_train_batch_size * gradient_accumulation_steps = {batch} "
-                f"is not divisible by num_generations = {self.num_generations}"
-            )
+        if self.prompts_per_step is None:
+            if batch * processes % self.num_generations:
+                raise ValueError(
+                    f"per_device_train_batch_size * gradient_accumulation_steps * processes = {batch * processes} "
+                    f"is not divisible by num_generations = {self.num_generations}"
+                )
+        else:
+            completions = self.prompts_per_step * self.num_generations
+            if completions % (self.per_device_train_batch_size * processes):
+                raise ValueError(
+                    f"prompts_per_step * num_generations = {completions} is not divisible by "
+                    f"per_device_train_batch_size * processes = {self.per_device_train_batch_size * processes}"
+                )
+        if self.eval_steps and not self.eval_samples:
+            raise ValueError("eval_steps is set but eval_samples is 0: there is nothing to evaluate on")
+        if self.vllm_mode == "server" and self.use_vllm and not self.vllm_server_base_url:
+            raise ValueError("vllm_mode 'server' needs vllm_server_base_url")
         return self
+
+    @property
+    def steps_per_generation(self) -> int | None:
+        """TRL's steps_per_generation for prompts_per_step (None = TRL's default, gradient_accumulation_steps)."""
+        if self.prompts_per_step is None:
+            return None
+        processes = self.distributed.num_processes * self.distributed.num_machines
+        return self.prompts_per_step * self.num_generations // (self.per_device_train_batch_size * processes)
 
 
 class Phases(Strict):
@@ -193,30 +372,119 @@ class Phases(Strict):
         return {1: self.p1, 2: self.p2, 3: self.p3}[number]
 
 
+BenchmarkName = Literal["mathverse", "mathvision", "mathvista", "olympiadbench", "math500"]
+EvalModel = Literal["base", "phase1", "phase2", "phase3"]
+
+
 class EvalSetConfig(Strict):
     name: str = Field(description="Name shown in the scores table.")
-    kind: Literal["synthetic_text", "synthetic_image", "jsonl"] = Field(description="Adapter that reads the set.")
-    path: str | None = None
-    count: int = Field(16, ge=1)
+    kind: Literal["synthetic_text", "synthetic_image", "jsonl", "benchmark"] = Field(
+        description="Adapter that reads the set; 'benchmark' = a published benchmark scored the way its authors score it."
+    )
+    path: str | None = Field(
+        None, description="jsonl: the file. benchmark with source 'local': a save_to_disk folder or a parquet/jsonl file "
+        "in the hub schema.",
+    )
+    count: int = Field(16, ge=1, description="Rows to generate (synthetic sets; benchmark fixtures: problems).")
     seed: int = Field(10_000, description="Keep eval seeds apart from training seeds.")
     input: PhaseInput = Field("image", description="How the model sees it (image sets: image + question).")
+    benchmark: BenchmarkName | None = Field(None, description="Which benchmark (kind 'benchmark' only).")
+    source: Literal["hub", "local", "fixture"] = Field(
+        "hub", description="hub: the real dataset through `datasets`; local: `path`; fixture: tiny rows in the hub "
+        "schema generated offline (tests, smoke).",
+    )
+    subsets: list[str] | None = Field(
+        None, description="Hub configs to read (MathVerse: testmini, testmini_text_only; OlympiadBench: e.g. "
+        "OE_MM_maths_en_COMP); None = the benchmark's default.",
+    )
+    split: str | None = Field(None, description="Hub split; None = the benchmark's default (e.g. testmini, test).")
+    revision: str | None = Field(None, description="Dataset revision (commit sha or tag) to pin; None = default branch.")
+    limit: int | None = Field(None, ge=1, description="Use at most this many rows per subset (None = all).")
+
+    @model_validator(mode="after")
+    def _benchmark_fields(self) -> EvalSetConfig:
+        if self.kind == "benchmark" and self.benchmark is None:
+            raise ValueError(f"eval set {self.name!r}: kind 'benchmark' needs a benchmark")
+        if self.kind == "benchmark" and self.source == "local" and not self.path:
+            raise ValueError(f"eval set {self.name!r}: source 'local' needs a path")
+        if self.kind == "jsonl" and not self.path:
+            raise ValueError(f"eval set {self.name!r}: kind 'jsonl' needs a path")
+        return self
+
+
+class JudgeConfig(Strict):
+    """An LLM judge behind any OpenAI-compatible chat-completions endpoint (a local vLLM server, for example)."""
+
+    base_url: str = Field(description="Endpoint root, e.g. http://127.0.0.1:8000/v1 (…/chat/completions is appended).")
+    model: str = Field(description="Judge model name as the endpoint knows it; reported next to every judged score.")
+    api_key_env: str | None = Field(
+        "OPENAI_API_KEY", description="Environment variable holding the API key (never logged or stored); None = none."
+    )
+    benchmarks: list[BenchmarkName] = Field(
+        default_factory=lambda: ["mathverse", "mathvista", "olympiadbench"],
+        description="Benchmarks whose official protocol uses a judge (MathVerse, MathVista; OlympiadBench in lmms-eval).",
+    )
+    max_tokens: int = Field(256, ge=1)
+    timeout_seconds: float = Field(120.0, gt=0, description="Per request.")
+    max_retries: int = Field(2, ge=0, description="Retries of a failed request (connection error, HTTP 5xx/429).")
+
+
+class ReferenceRow(Strict):
+    """Published scores shown beside ours, labelled as published (never measured by this pipeline)."""
+
+    label: str = Field(description="Row label, e.g. 'Infi-MMR-3B'.")
+    source: str = Field(description="Where the numbers are published (paper, table).")
+    scores: dict[str, float] = Field(description="Eval set name -> published score (%).")
 
 
 class EvaluationConfig(Strict):
     sets: list[EvalSetConfig] = Field(min_length=1)
     generation: GenerationConfig = Field(default_factory=lambda: GenerationConfig(temperature=0.0))
+    models: list[EvalModel] = Field(
+        default_factory=lambda: ["base", "phase1", "phase2", "phase3"],
+        description="Models to evaluate, in table order: the base model and the output of each phase.",
+    )
+    question_template: str = Field(
+        "{question}", description="User text around each benchmark question; must contain {question}."
+    )
+    shard_size: int = Field(64, ge=1, description="Predictions are checkpointed per shard of this many rows (resume).")
+    judge: JudgeConfig | None = Field(None, description="Optional LLM judge; its scores are reported beside the rule ones.")
+    reference_rows: list[ReferenceRow] = Field(default_factory=list, description="Published scores for the report.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EvaluationConfig:
+        if "{question}" not in self.question_template:
+            raise ValueError("evaluation.question_template must contain {question}")
+        names = [s.name for s in self.sets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"evaluation set names must be unique: {names}")
+        if len(set(self.models)) != len(self.models) or not self.models:
+            raise ValueError(f"evaluation.models must be non-empty and unique: {self.models}")
+        for row in self.reference_rows:
+            unknown = sorted(set(row.scores) - set(names))
+            if unknown:
+                raise ValueError(f"reference row {row.label!r} names unknown eval sets {unknown}")
+        return self
 
 
 class PublishConfig(Strict):
     repo_id: str | None = Field(None, description="Hub repo to push to; None = only write the Hub-ready folder to the store.")
     private: bool = Field(True)
     token_env: str = Field("HF_TOKEN", description="Environment variable holding the Hub token (never logged or stored).")
+    token_secret: str | None = Field(
+        "hf-token", description="Prefect Secret block with the Hub token, used when the variable is unset; None = env only."
+    )
+    include_datasets: bool = Field(False, description="Also push the curated pools as a dataset repo '<repo_id>-data'.")
 
 
 class RuntimeConfig(Strict):
     device: Literal["auto", "cpu", "cuda"] = Field("auto")
     stage_timeout_seconds: int = Field(24 * 3600, ge=1, description="A stage's child process is killed after this.")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads in stage processes; None = default.")
+    gpu_stage_deployment: str | None = Field(
+        None, description="Prefect deployment that runs each training phase, '{stage}' standing for its name (e.g. "
+        "'infimmr-stage/k8s-stage-{stage}' on a GPU pool); None = in the pipeline's own process. Needs a shared (S3) store."
+    )
 
 
 class Recipe(Strict):

@@ -64,9 +64,14 @@ SPECS: dict[str, StageSpec] = {
         )
         for n in (1, 2, 3)
     },
+    # Every phase is upstream so the report can show the whole curriculum (base, phase 1, 2, 3); the base model is
+    # evaluated too, so its spec is part of this stage's slice.
     "evaluate": StageSpec(
-        "evaluate", ("phase3",), "infimmr_core.evaluation", _ML_LIBS,
-        lambda r: {"evaluation": _dump(r.evaluation), "prompts": _dump(r.prompts), "rewards": _dump(r.rewards)},
+        "evaluate", ("phase1", "phase2", "phase3"), "infimmr_core.evaluation", _ML_LIBS,
+        lambda r: {
+            "evaluation": _dump(r.evaluation), "prompts": _dump(r.prompts), "rewards": _dump(r.rewards),
+            "base_model": _dump(r.base_model),
+        },
     ),
     "publish": StageSpec("publish", ("phase3", "evaluate", "curate"), "infimmr_core.publish", ("huggingface-hub",), _publish_config),
 }

@@ -64,7 +64,7 @@ def test_store_and_runtime_do_not_change_keys():
         ("curation.sources.0.count=5", {"curate", "publish"}),
         ("rewards.format_weight=0.25", {"curate", "phase1", "phase2", "phase3", "evaluate", "publish"}),
         ("evaluation.generation.max_new_tokens=8", {"evaluate", "publish"}),
-        ("base_model.seed=3", {"curate", "phase1", "publish"}),
+        ("base_model.seed=3", {"curate", "phase1", "evaluate", "publish"}),  # evaluate scores the base model too
         ("publish.private=false", {"publish"}),
     ],
 )
