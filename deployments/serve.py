@@ -1,12 +1,7 @@
-"""Serve both flows from this machine (a single GPU box): `python deployments/serve.py`, then trigger runs from the
-Prefect UI; the run form is the recipe."""
+"""Serve every deployment from this machine (a single GPU box), the same as `infimmr deploy --serve`:
+`python deployments/serve.py`, then trigger runs from the Prefect UI; the pipeline's run form is the recipe."""
 
-from prefect import serve
-
-from infimmr.flows.pipeline import infimmr_pipeline, infimmr_stage
+from infimmr.flows.deploy import DeployOptions, serve_all
 
 if __name__ == "__main__":
-    serve(
-        infimmr_pipeline.to_deployment(name="pipeline"),
-        infimmr_stage.to_deployment(name="stage"),
-    )
+    serve_all(DeployOptions(cron=None))

@@ -67,6 +67,82 @@ def _run(args: argparse.Namespace, stage: str | None) -> int:
     return 0
 
 
+def _server(args: argparse.Namespace) -> int:
+    _quiet_offline_prefect()
+    from infimmr.flows.server import serve_forever
+
+    store = load_recipe("smoke").store
+    if args.store:
+        store.uri = args.store
+    return serve_forever(args.host, args.port, store, args.worker)
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    _quiet_offline_prefect()
+    from infimmr.flows.deploy import DeployOptions, register, serve_all
+
+    opts = DeployOptions(
+        cpu_pool=args.cpu_pool, gpu_pool=args.gpu_pool, cron=None if args.no_schedule else args.cron,
+        timezone=args.timezone, schedule_recipe=load_recipe(args.schedule_recipe, args.schedule_set),
+    )
+    if args.serve:
+        serve_all(opts)
+        return 0
+    for name in register(opts):
+        print(name)
+    return 0
+
+
+def _curate(args: argparse.Namespace) -> int:
+    """Curate one source with a recipe's curation settings, outside the pipeline; the artifact is stored (and reused)
+    under `--out` like any curate artifact, at the key of that one-source recipe."""
+    from infimmr_core.config import SourceConfig
+    from infimmr_core.keys import key_of
+    from infimmr_core.runner import StageFailed, run_stage_process
+    from infimmr_core.stages import key_inputs
+    from infimmr_core.store import store_from_config
+
+    mapping = {}
+    for item in args.mapping:
+        field, sep, column = item.partition("=")
+        if not sep or not field or not column:
+            print(f"error: --mapping {item!r} is not FIELD=COLUMN", file=sys.stderr)
+            return 2
+        mapping[field] = column
+    recipe = load_recipe(args.recipe, args.set)
+    try:
+        recipe.curation.sources = [SourceConfig(kind=args.kind, path=args.source, format=args.format, mapping=mapping)]
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    recipe.store.uri = args.out
+    store = store_from_config(recipe.store)
+    recipe.store.uri = store.uri
+    inputs = key_inputs("curate", recipe, {})
+    key = key_of(inputs)
+    manifest = store.manifest("curate", key)
+    if manifest is None:
+        try:
+            manifest = run_stage_process("curate", recipe, {}, key, inputs)
+        except StageFailed as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+    uri = store.artifact_uri("curate", key)
+    report = json.loads((store.get_dir("curate", key) / "report.json").read_text())
+    files = {f.path: f"{uri}/{f.path}" for f in manifest.files}
+    if args.json:
+        print(json.dumps({**{k: report[k] for k in ("rows_in", "kept", "filtered", "quarantined", "pools")},
+                          "uri": uri, "artifacts": files}))
+    else:
+        print(f"{report['rows_in']} rows in, {report['kept']} kept -> {uri}")
+        for kind in ("filtered", "quarantined"):
+            for reason, count in report[kind].items():
+                print(f"  {kind:<11} {count:>7}  {reason}")
+        for name, count in report["pools"].items():
+            print(f"  pool {name:<13} {count:>7}  {files[f'pools/{name}.parquet']}")
+    return 0
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", default="smoke", help="built-in recipe name or path to a YAML recipe (default: smoke)")
     parser.add_argument("--store", help="artifact store URI, overriding the recipe: file://DIR or s3://BUCKET/PREFIX")
@@ -84,6 +160,35 @@ def build_parser() -> argparse.ArgumentParser:
     stage = sub.add_parser("stage", help="run one stage (its inputs must already be in the store)")
     stage.add_argument("name", choices=STAGES)
     _add_run_options(stage)
+    server = sub.add_parser("server", help="start a local Prefect server with the crash automation, blocks and workers")
+    server.add_argument("--host", default="127.0.0.1")
+    server.add_argument("--port", type=int, default=4200)
+    server.add_argument("--store", help="artifact store whose S3 result block to create (default: the smoke recipe's)")
+    server.add_argument("--worker", action="append", default=[], metavar="POOL",
+                        help="also run a process worker for POOL (repeatable); stopped before the server")
+    deploy = sub.add_parser("deploy", help="register the deployments with the Prefect API, or --serve them from here")
+    deploy.add_argument("--serve", action="store_true", help="serve from this process (one box, no work pool)")
+    deploy.add_argument("--cpu-pool", default="infimmr-cpu", help="work pool for curate/evaluate/publish")
+    deploy.add_argument("--gpu-pool", default="infimmr-gpu", help="work pool for the pipeline and the training phases")
+    deploy.add_argument("--cron", default="0 3 * * 0", help="retraining schedule (default weekly, Sunday 03:00)")
+    deploy.add_argument("--timezone", default="UTC")
+    deploy.add_argument("--no-schedule", action="store_true", help="no retraining schedule")
+    deploy.add_argument("--schedule-recipe", default="infimmr-3b", metavar="NAME|PATH",
+                        help="the recipe the schedule retrains with (default: infimmr-3b)")
+    deploy.add_argument("--schedule-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override the scheduled recipe, e.g. the data snapshot: curation.sources.0.path=s3://b/2025-06")
+    curate = sub.add_parser("curate", help="curate one source outside the pipeline and print its report")
+    curate.add_argument("--source", required=True, metavar="PATH_OR_HUB_ID",
+                        help="a .jsonl/.json/.parquet/.csv file, a save_to_disk folder, or a Hub id")
+    curate.add_argument("--kind", default="canonical", help="row schema: canonical (default), deepscaler, virl39k, "
+                        "geometry3k, mathv360k")
+    curate.add_argument("--format", default="auto", help="jsonl, json, parquet, csv, disk, hub (default: auto)")
+    curate.add_argument("--mapping", action="append", default=[], metavar="FIELD=COLUMN",
+                        help="read canonical FIELD from source COLUMN, e.g. problem=question (repeatable)")
+    curate.add_argument("--out", required=True, metavar="URI", help="store for the artifact: file://DIR or s3://BUCKET/PREFIX")
+    curate.add_argument("--recipe", default="smoke", help="recipe whose curation settings apply (default: smoke)")
+    curate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe value")
+    curate.add_argument("--json", action="store_true", help="print one JSON object: counts by reason and artifact URIs")
     sub.add_parser("recipes", help="list the built-in recipes")
     show = sub.add_parser("recipe", help="recipe tools").add_subparsers(dest="recipe_command", required=True)
     show_cmd = show.add_parser("show", help="print a recipe fully resolved (every default spelled out)")
@@ -98,9 +203,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "recipes":
             print("\n".join(builtin_recipes()))
             return 0
+        if args.command == "curate":
+            return _curate(args)
         if args.command == "recipe":
             print(recipe_yaml(load_recipe(args.name, args.set)), end="")
             return 0
+        if args.command == "server":
+            return _server(args)
+        if args.command == "deploy":
+            return _deploy(args)
         return _run(args, args.name if args.command == "stage" else None)
     except RecipeError as err:
         print(f"error: {err}", file=sys.stderr)

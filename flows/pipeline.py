@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
+from prefect.runtime import flow_run
 from infimmr_core.config import Recipe
 from infimmr_core.recipes import load_recipe
 from infimmr_core.stages import SPECS, STAGES, ArtifactRef, StageName, downstream_of, resolve_upstream
 from infimmr_core.store import store_from_config
-from infimmr.tasks.stages import StageOutcome, call_stage
+from infimmr.tasks.stages import GPU_STAGES, StageOutcome, call_stage
 
 DEFAULT_RECIPE = load_recipe("smoke")
 
@@ -19,8 +20,10 @@ def _summary(recipe: Recipe, outcomes: dict[str, StageOutcome]) -> dict[str, Any
     return {
         "recipe": recipe.name,
         "store": recipe.store.uri,
+        "flow_run_id": str(flow_run.id),
         "stages": {
-            name: {"state": o.state, "uri": o.ref.uri, "digest": o.ref.digest, "seconds": o.seconds, "metrics": o.ref.metrics}
+            name: {"state": o.state, "prefect_state": o.prefect_state, "uri": o.ref.uri, "digest": o.ref.digest,
+                   "seconds": o.seconds, "metrics": o.ref.metrics}
             for name, o in outcomes.items()
         },
     }
@@ -38,7 +41,8 @@ def infimmr_pipeline(
     outcomes: dict[str, StageOutcome] = {}
     for stage in STAGES:
         upstream = {name: refs[name] for name in SPECS[stage].upstream}
-        outcomes[stage] = call_stage(stage, recipe, upstream, force=stage in forced, store=store)
+        remote = recipe.runtime.gpu_stage_deployment is not None and stage in GPU_STAGES
+        outcomes[stage] = call_stage(stage, recipe, upstream, force=stage in forced, store=store, remote=remote)
         refs[stage] = outcomes[stage].ref
     return _summary(recipe, outcomes)
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 from typing import Any
 
 from infimmr_core.config import Recipe
 from infimmr_core.context import StageContext
+from infimmr_core.hub import push_folder
 from infimmr_core.recipes import recipe_yaml
 from infimmr_core.training import MODEL_DIR
 
@@ -30,48 +32,78 @@ CITATIONS = """```bibtex
 
 
 def scores_table(scores: dict[str, Any]) -> str:
-    lines = ["| set | n | accuracy (%) | format (%) |", "|---|---|---|---|"]
-    for name, s in scores.items():
-        lines.append(f"| {name} | {s['n']} | {s['accuracy']} | {s['format_rate']} |")
+    """One row per evaluation set, one column per scalar field any set reports (the protocol goes below the table)."""
+    sets = {name: s for name, s in scores.items() if isinstance(s, dict)}
+    columns: list[str] = []
+    for s in sets.values():
+        columns += [k for k, v in s.items() if k not in columns and k != "protocol" and not isinstance(v, (dict, list))]
+    lines = ["| set | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name, s in sets.items():
+        lines.append(f"| {name} | " + " | ".join("" if s.get(c) is None else str(s[c]) for c in columns) + " |")
     return "\n".join(lines)
 
 
-def model_card(recipe: Recipe, scores: dict[str, Any], curation_report: dict[str, Any]) -> str:
-    protocol = next(iter(scores.values()))["protocol"] if scores else {}
+def _protocols(scores: dict[str, Any]) -> dict[str, Any]:
+    """The protocol once when every set shares it, else per set."""
+    protocols = {n: s["protocol"] for n, s in scores.items() if isinstance(s, dict) and "protocol" in s}
+    distinct = {json.dumps(p, sort_keys=True) for p in protocols.values()}
+    return next(iter(protocols.values())) if len(distinct) == 1 else protocols
+
+
+def _json_block(value: Any) -> list[str]:
+    return ["```json", json.dumps(value, indent=2), "```"]
+
+
+def model_card(recipe: Recipe, scores: dict[str, Any], curation_report: dict[str, Any],
+               provenance: dict[str, str]) -> str:
     base = recipe.base_model.name_or_path
     front = ["---", "library_name: transformers", "pipeline_tag: image-text-to-text", "tags: [infimmr, grpo, curriculum-rl]"]
     if base != "tiny":
         front.append(f"base_model: {base}")
     front.append("---")
+    revision = f" (revision `{recipe.base_model.revision}`)" if recipe.base_model.revision else ""
     return "\n".join(front + [
         f"# {recipe.name}",
         "",
         f"{recipe.description}".strip(),
         "",
-        f"Trained with the three-phase Infi-MMR curriculum (text -> image + caption -> image) of GRPO from `{base}`.",
+        f"Trained with the three-phase Infi-MMR curriculum (text -> image + caption -> image) of GRPO from `{base}`{revision}.",
         "",
         "## Evaluation",
         scores_table(scores),
         "",
         "Protocol (applies to every number above):",
-        "```json",
-        json.dumps(protocol, indent=2),
-        "```",
+        *_json_block(_protocols(scores)),
         "",
         "## Data",
-        "```json",
-        json.dumps(curation_report, indent=2),
-        "```",
+        "Curation summary (rows read, filtered, deduplicated, quarantined and kept per pool):",
+        *_json_block(curation_report),
         "",
         "## Recipe",
+        "The resolved recipe this model was trained with (every default spelled out):",
         "```yaml",
         recipe_yaml(recipe).strip(),
         "```",
+        "",
+        "Provenance: content digests of the pipeline artifacts this model and card were built from.",
+        *_json_block(provenance),
         "",
         "## Citation",
         CITATIONS,
         "",
     ])
+
+
+def _push(ctx: StageContext, hub: Path, token: str) -> dict[str, Any]:
+    cfg = ctx.recipe.publish
+    message = f"infimmr: {ctx.recipe.name} ({ctx.upstream_digests['phase3'][:12]})"
+    result = push_folder(hub, cfg.repo_id, token, private=cfg.private, message=message)
+    ctx.log(f"{cfg.repo_id}: {'new commit ' + result['commit'] if result['new_commit'] else 'unchanged, no new commit'}")
+    if cfg.include_datasets:
+        data = push_folder(ctx.inputs["curate"] / "pools", f"{cfg.repo_id}-data", token, private=cfg.private,
+                           repo_type="dataset", message=message)
+        result["dataset"] = {k: data[k] for k in ("repo_id", "repo_url", "commit", "new_commit")}
+    return result
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
@@ -80,7 +112,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     shutil.copytree(ctx.inputs["phase3"] / MODEL_DIR, hub)
     scores = json.loads((ctx.inputs["evaluate"] / "scores.json").read_text())
     report = json.loads((ctx.inputs["curate"] / "report.json").read_text())
-    (hub / "README.md").write_text(model_card(recipe, scores, report), encoding="utf-8")
+    (hub / "README.md").write_text(model_card(recipe, scores, report, ctx.upstream_digests), encoding="utf-8")
     (hub / "results.json").write_text(json.dumps(scores, indent=2))
 
     cfg = recipe.publish
@@ -89,10 +121,4 @@ def run(ctx: StageContext) -> dict[str, Any]:
         why = "no publish.repo_id in the recipe" if not cfg.repo_id else f"${cfg.token_env} is not set"
         ctx.log(f"not pushing ({why}); the Hub-ready folder is in the store under {HUB_DIR}/")
         return {"pushed": False, "reason": why}
-    from huggingface_hub import HfApi
-
-    api = HfApi(token=token)
-    api.create_repo(cfg.repo_id, private=cfg.private, exist_ok=True)
-    commit = api.upload_folder(repo_id=cfg.repo_id, folder_path=str(hub), commit_message=f"infimmr: {recipe.name}")
-    ctx.log(f"pushed to {cfg.repo_id}: {commit.commit_url}")
-    return {"pushed": True, "repo_id": cfg.repo_id, "commit": commit.oid, "commit_url": commit.commit_url}
+    return {"pushed": True, "private": cfg.private} | _push(ctx, hub, token)

@@ -99,12 +99,13 @@ def prefect_server(tmp_path_factory):
     import os
     import subprocess
     import sys
-    import time
-    import urllib.request
+
+    from infimmr.flows.server import wait_healthy
 
     home = tmp_path_factory.mktemp("prefect-server")
     port = _free_port()
-    env = {**os.environ, "PREFECT_HOME": str(home), "DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {**os.environ, "PREFECT_HOME": str(home), "DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api"}  # the UI's own API address (default: port 4200)
     env.pop("PREFECT_API_URL", None)
     log = (home / "server.log").open("w")
     proc = subprocess.Popen(
@@ -112,18 +113,11 @@ def prefect_server(tmp_path_factory):
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     api = f"http://127.0.0.1:{port}/api"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"{api}/health", timeout=2) as resp:
-                if resp.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"prefect server did not start; see {home / 'server.log'}")
-        time.sleep(0.5)
+    try:
+        wait_healthy(api, proc, timeout=90)
+    except RuntimeError as err:
+        proc.kill()
+        raise RuntimeError(f"{err}; see {home / 'server.log'}") from err
     yield api
     proc.terminate()
     try:

@@ -1,0 +1,210 @@
+"""What the Prefect UI shows for each stage: tables and markdown built from the stage's stored artifact files, plus a
+progress bar fed by the training process's log lines. Rendering is generic (any scalar fields become columns), so the
+stages can add fields without touching this module; a missing or unreadable file just means no artifact."""
+
+from __future__ import annotations
+
+import ast
+import base64
+import io
+import json
+from pathlib import Path
+from typing import Any, Callable
+from uuid import UUID
+
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+
+from infimmr_core.store import ArtifactStore, S3Store
+
+CURVE_KEYS = ("step", "reward", "reward_std", "rewards/accuracy/mean", "rewards/format/mean", "loss", "kl", "learning_rate")
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool)) or value is None
+
+
+Reader = Callable[[str], "bytes | None"]  # artifact-relative path -> its bytes, None when absent
+
+
+def artifact_reader(store: ArtifactStore, stage: str, key: str) -> Reader:
+    """Read single files of a stored artifact: the UI needs a few small files, never the model weights beside them."""
+    if isinstance(store, S3Store):
+        prefix = store._key_prefix(stage, key)  # the store has no public single-file read yet
+        return lambda name: store._get_object(prefix + name)
+    root = Path(store.artifact_uri(stage, key).removeprefix("file://"))
+    return lambda name: (root / name).read_bytes() if (root / name).is_file() else None
+
+
+def _read_json(read: Reader, name: str) -> Any:
+    try:
+        raw = read(name)
+        return json.loads(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def _read_text(read: Reader, name: str) -> str | None:
+    raw = read(name)
+    return raw.decode("utf-8", errors="replace") if raw is not None else None
+
+
+def table_rows(value: Any) -> list[dict[str, Any]]:
+    """A table from whatever shape a stage wrote: {"rows": [...]}, a list of records, or {name: record}. A row keeps
+    its scalar fields, and a nested record of scalars (e.g. per-benchmark scores) as `field.key` columns; deeper
+    structure (protocols, per-model results) is left to the markdown artifacts."""
+    if isinstance(value, dict) and isinstance(value.get("rows"), list):
+        value = value["rows"]
+    if isinstance(value, dict):
+        value = [{"name": name} | record for name, record in value.items() if isinstance(record, dict)]
+    if not isinstance(value, list):
+        return []
+    rows = []
+    for record in value:
+        if not isinstance(record, dict):
+            continue
+        row = {}
+        for k, v in record.items():
+            if k == "protocol":  # shown once, as its own markdown artifact
+                continue
+            if _scalar(v):
+                row[k] = v
+            elif isinstance(v, dict) and all(_scalar(x) for x in v.values()):
+                row |= {f"{k}.{sub}": x for sub, x in v.items()}
+        rows.append(row)
+    return rows
+
+
+def curve_rows(metrics_lines: list[str]) -> list[dict[str, Any]]:
+    """TRL log_history lines -> the training-step rows (the final summary line has no reward and is skipped)."""
+    rows = []
+    for line in metrics_lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and "reward" in entry:
+            rows.append({k: entry[k] for k in CURVE_KEYS if k in entry})
+    return rows
+
+
+def line_chart_png(rows: list[dict[str, Any]], series: tuple[str, ...], size: tuple[int, int] = (480, 280)) -> bytes:
+    """A small line chart of `series` against `step`, drawn with Pillow (no plotting library in the install)."""
+    from PIL import Image, ImageDraw
+
+    width, height = size
+    left, right, top, bottom = 50, 10, 10, 30
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    points = {s: [(r["step"], float(r[s])) for r in rows if s in r and "step" in r] for s in series}
+    values = [y for pts in points.values() for _, y in pts] or [0.0]
+    steps = [x for pts in points.values() for x, _ in pts] or [0]
+    y_lo, y_hi = min(values), max(values)
+    y_hi = y_hi if y_hi > y_lo else y_lo + 1.0
+    x_lo, x_hi = min(steps), max(steps)
+    x_hi = x_hi if x_hi > x_lo else x_lo + 1
+
+    def to_px(x: float, y: float) -> tuple[float, float]:
+        return (left + (x - x_lo) / (x_hi - x_lo) * (width - left - right),
+                height - bottom - (y - y_lo) / (y_hi - y_lo) * (height - top - bottom))
+
+    draw.rectangle((left, top, width - right, height - bottom), outline="black")
+    draw.text((2, top), f"{y_hi:.3g}", fill="black")
+    draw.text((2, height - bottom - 10), f"{y_lo:.3g}", fill="black")
+    draw.text((left, height - bottom + 4), f"step {x_lo}", fill="black")
+    draw.text((width - right - 60, height - bottom + 4), f"step {x_hi}", fill="black")
+    colours = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
+    for i, (name, pts) in enumerate(points.items()):
+        colour = colours[i % len(colours)]
+        if len(pts) > 1:
+            draw.line([to_px(x, y) for x, y in pts], fill=colour, width=2)
+        for x, y in pts:
+            px, py = to_px(x, y)
+            draw.ellipse((px - 2, py - 2, px + 2, py + 2), fill=colour)
+        draw.text((left + 8, top + 4 + 12 * i), name, fill=colour)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _curate(stage: str, read: Reader, metrics: dict[str, Any]) -> None:
+    report = _read_json(read, "report.json")
+    if not isinstance(report, dict):
+        return
+    counts = [{"field": k, "value": v} for k, v in report.items() if _scalar(v)]
+    create_table_artifact(key=f"{stage}-counts", table=counts, description="Curation counts (report.json)")
+    create_markdown_artifact(key=f"{stage}-report", markdown="```json\n" + json.dumps(report, indent=2) + "\n```",
+                             description="Curation report")
+
+
+def _phase(stage: str, read: Reader, metrics: dict[str, Any]) -> None:
+    rows = curve_rows((_read_text(read, "metrics.jsonl") or "").splitlines())
+    if not rows:
+        return
+    create_table_artifact(key=f"{stage}-curve", table=rows, description=f"{stage}: training curve (TRL log history)")
+    png = line_chart_png(rows, tuple(s for s in ("reward", "rewards/accuracy/mean", "rewards/format/mean") if s in rows[0]))
+    create_markdown_artifact(
+        key=f"{stage}-plot", description=f"{stage}: reward curve",
+        markdown=f"![{stage} reward curve](data:image/png;base64,{base64.b64encode(png).decode()})",
+    )
+
+
+def _evaluate(stage: str, read: Reader, metrics: dict[str, Any]) -> None:
+    scores = _read_json(read, "scores.json")
+    if isinstance(scores, dict) and (rows := table_rows(scores)):
+        create_table_artifact(key=f"{stage}-scores", table=rows, description="Evaluation scores (scores.json)")
+        protocols = {n: s["protocol"] for n, s in scores.items() if isinstance(s, dict) and "protocol" in s}
+        if protocols:
+            create_markdown_artifact(key=f"{stage}-protocol", description="Evaluation protocol per set",
+                                     markdown="```json\n" + json.dumps(protocols, indent=2) + "\n```")
+    if rows := table_rows(_read_json(read, "curriculum.json")):
+        create_table_artifact(key=f"{stage}-curriculum", table=rows, description="Scores after each phase")
+    if (report := _read_text(read, "report.md")) is not None:
+        create_markdown_artifact(key=f"{stage}-report", markdown=report, description="Evaluation report")
+
+
+def _publish(stage: str, read: Reader, metrics: dict[str, Any]) -> None:
+    if metrics.get("repo_url") or metrics.get("commit_url"):
+        create_link_artifact(key=f"{stage}-hub", link=metrics.get("repo_url") or metrics["commit_url"],
+                             link_text=metrics.get("repo_id"), description="The published Hub repository")
+    if (card := _read_text(read, "hub/README.md")) is not None:
+        create_markdown_artifact(key=f"{stage}-card", markdown=card, description="Model card")
+
+
+RENDERERS: dict[str, Callable[[str, Reader, dict[str, Any]], None]] = {
+    "curate": _curate, "phase1": _phase, "phase2": _phase, "phase3": _phase, "evaluate": _evaluate, "publish": _publish,
+}
+
+
+def stage_artifacts(store: ArtifactStore, stage: str, key: str, metrics: dict[str, Any]) -> None:
+    RENDERERS[stage](stage, artifact_reader(store, stage, key), metrics)
+
+
+def training_step(line: str) -> bool:
+    """Does this child-process line report one logged training step? (transformers prints each log dict.)"""
+    line = line.strip()
+    if not (line.startswith("{") and "'reward'" in line):
+        return False
+    try:
+        return isinstance(ast.literal_eval(line), dict)
+    except (ValueError, SyntaxError):
+        return False
+
+
+class TrainingProgress:
+    """A progress artifact advanced by each logged step of a training phase."""
+
+    def __init__(self, stage: str, total_steps: int):
+        self.total, self.done = max(total_steps, 1), 0
+        self.artifact_id: UUID = create_progress_artifact(
+            progress=0.0, key=f"{stage}-progress", description=f"{stage}: training steps done (%)")
+
+    def on_line(self, line: str) -> None:
+        if training_step(line):
+            self.done += 1
+            update_progress_artifact(self.artifact_id, progress=min(100.0, 100.0 * self.done / self.total))
