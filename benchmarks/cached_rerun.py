@@ -38,7 +38,8 @@ def main() -> None:
         cold, first = timed_run(args.recipe, env, tmp)
         warm, second = timed_run(args.recipe, env, tmp)
     states = {name: stage["state"] for name, stage in second["stages"].items()}
-    print(f"cold run       {cold:8.1f} s  ({', '.join(f'{n} {s['seconds']:.1f}' for n, s in first['stages'].items())})")
+    per_stage = ", ".join(f"{name} {stage['seconds']:.1f}" for name, stage in first["stages"].items())
+    print(f"cold run       {cold:8.1f} s  ({per_stage})")
     print(f"all-cached run {warm:8.1f} s  states: {states}")
     print(f"ratio          {warm / cold:8.3f}  (target < 0.15)")
 

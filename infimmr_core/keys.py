@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import importlib.util
 import json
 from functools import lru_cache
 from importlib import metadata
@@ -29,12 +28,21 @@ def key_of(key_inputs: dict[str, Any]) -> str:
     return sha256_text(canonical_json(key_inputs))[:32]
 
 
+PACKAGE_ROOT = Path(__file__).resolve().parent
+
+
 @lru_cache(maxsize=None)
 def _module_file(module: str) -> Path:
-    spec = importlib.util.find_spec(module)
-    if spec is None or spec.origin is None:
-        raise ImportError(f"cannot locate module {module}")
-    return Path(spec.origin)
+    """The source file of an infimmr_core module, found by path: importlib's find_spec would import the parent
+    packages (and with them torch), which the orchestrator must never do just to compute a key."""
+    parts = module.split(".")
+    if parts[0] != PACKAGE:
+        raise ImportError(f"{module} is not part of {PACKAGE}")
+    base = PACKAGE_ROOT.joinpath(*parts[1:])
+    for candidate in ([base.with_suffix(".py")] if parts[1:] else []) + [base / "__init__.py"]:
+        if candidate.is_file():
+            return candidate
+    raise ImportError(f"cannot locate module {module}")
 
 
 def _imported_package_modules(module: str) -> set[str]:
@@ -54,16 +62,17 @@ def _imported_package_modules(module: str) -> set[str]:
             # `from infimmr_core.data import prompts` imports a module, not a name: include it when it is one.
             for alias in node.names:
                 candidate = f"{base}.{alias.name}"
-                if importlib.util.find_spec(base) is not None and _is_module(candidate):
+                if _is_module(candidate):
                     found.add(candidate)
     return found
 
 
 def _is_module(name: str) -> bool:
     try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
+        _module_file(name)
+    except ImportError:
         return False
+    return True
 
 
 def _resolve_from(module: str, is_package: bool, target: str | None, level: int) -> str | None:

@@ -9,6 +9,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from infimmr_core.config import Recipe
 from infimmr_core.context import StageContext
 from infimmr_core.hub import push_folder
@@ -50,19 +52,54 @@ def _protocols(scores: dict[str, Any]) -> dict[str, Any]:
     return next(iter(protocols.values())) if len(distinct) == 1 else protocols
 
 
+def curriculum_table(curriculum: dict[str, Any]) -> str:
+    """The ablation table (base, each phase, deltas, published reference rows) as markdown."""
+    columns = curriculum.get("columns", [])
+    lines = ["| model | scorer | " + " | ".join(columns) + " |", "|---" * (len(columns) + 2) + "|"]
+    for row in curriculum.get("rows", []):
+        label = f"{row['label']} (published, not measured here)" if row.get("kind") == "published" else row["label"]
+        cells = ["" if row["scores"].get(c) is None else str(row["scores"][c]) for c in columns]
+        lines.append(f"| {label} | {row.get('scorer', '')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def model_index(recipe: Recipe, scores: dict[str, Any]) -> list[dict[str, Any]]:
+    """Hub `model-index` metadata: one result per evaluation set, the rule score of the published model."""
+    results = []
+    for name, s in scores.items():
+        if not isinstance(s, dict) or s.get("accuracy") is None:
+            continue
+        dataset = {"name": name, "type": s.get("dataset", name)}
+        if s.get("split"):
+            dataset["split"] = s["split"]
+        results.append({
+            "task": {"type": "image-text-to-text", "name": "Multimodal math reasoning"},
+            "dataset": dataset,
+            "metrics": [{"type": "accuracy", "value": s["accuracy"], "name": "accuracy (rule-based, see protocol)"}],
+        })
+    return [{"name": recipe.name, "results": results}]
+
+
+def _front_matter(recipe: Recipe, scores: dict[str, Any]) -> list[str]:
+    meta: dict[str, Any] = {
+        "library_name": "transformers", "pipeline_tag": "image-text-to-text", "tags": ["infimmr", "grpo", "curriculum-rl"],
+    }
+    if recipe.base_model.name_or_path != "tiny":
+        meta["base_model"] = recipe.base_model.name_or_path
+    meta["model-index"] = model_index(recipe, scores)
+    return ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---"]
+
+
 def _json_block(value: Any) -> list[str]:
     return ["```json", json.dumps(value, indent=2), "```"]
 
 
 def model_card(recipe: Recipe, scores: dict[str, Any], curation_report: dict[str, Any],
-               provenance: dict[str, str]) -> str:
+               provenance: dict[str, str], curriculum: dict[str, Any] | None = None) -> str:
     base = recipe.base_model.name_or_path
-    front = ["---", "library_name: transformers", "pipeline_tag: image-text-to-text", "tags: [infimmr, grpo, curriculum-rl]"]
-    if base != "tiny":
-        front.append(f"base_model: {base}")
-    front.append("---")
     revision = f" (revision `{recipe.base_model.revision}`)" if recipe.base_model.revision else ""
-    return "\n".join(front + [
+    curriculum_section = ["", "### Curriculum", curriculum_table(curriculum)] if curriculum else []
+    return "\n".join(_front_matter(recipe, scores) + [
         f"# {recipe.name}",
         "",
         f"{recipe.description}".strip(),
@@ -71,6 +108,7 @@ def model_card(recipe: Recipe, scores: dict[str, Any], curation_report: dict[str
         "",
         "## Evaluation",
         scores_table(scores),
+        *curriculum_section,
         "",
         "Protocol (applies to every number above):",
         *_json_block(_protocols(scores)),
@@ -112,7 +150,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
     shutil.copytree(ctx.inputs["phase3"] / MODEL_DIR, hub)
     scores = json.loads((ctx.inputs["evaluate"] / "scores.json").read_text())
     report = json.loads((ctx.inputs["curate"] / "report.json").read_text())
-    (hub / "README.md").write_text(model_card(recipe, scores, report, ctx.upstream_digests), encoding="utf-8")
+    curriculum_path = ctx.inputs["evaluate"] / "curriculum.json"
+    curriculum = json.loads(curriculum_path.read_text()) if curriculum_path.exists() else None
+    card = model_card(recipe, scores, report, ctx.upstream_digests, curriculum)
+    (hub / "README.md").write_text(card, encoding="utf-8")
     (hub / "results.json").write_text(json.dumps(scores, indent=2))
 
     cfg = recipe.publish

@@ -116,3 +116,10 @@ def test_downstream_closure():
     assert downstream_of(["phase2"]) == {"phase2", "phase3", "evaluate", "publish"}
     assert downstream_of(["curate"]) == set(STAGES)
     assert downstream_of([]) == set()
+
+
+def test_computing_keys_imports_no_ml_library():
+    """The orchestrator computes every key on each run: it must stay light (no torch/transformers import)."""
+    script = KEYS_SCRIPT + "\nprint(json.dumps(sorted(m for m in ('torch', 'transformers', 'trl') if m in sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", script, json.dumps(DIGESTS)], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.splitlines()[-1]) == []

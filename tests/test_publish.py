@@ -125,3 +125,50 @@ def test_token_from_a_prefect_secret_block_only_for_the_publish_call(prefect_ser
         assert "HF_TOKEN" not in os.environ
         with hub_token(cfg.model_copy(update={"token_secret": "no-such-block"})):
             assert "HF_TOKEN" not in os.environ  # publish then reports the missing token itself
+
+
+CURRICULUM = {
+    "columns": ["mathverse", "math500"],
+    "rows": [
+        {"label": "base", "kind": "measured", "scorer": "rule", "scores": {"mathverse": 30.0, "math500": 40.0}},
+        {"label": "phase3", "kind": "measured", "scorer": "rule", "scores": {"mathverse": 35.5, "math500": None}},
+        {"label": "Infi-MMR-3B", "kind": "published", "scorer": "published (not measured here)", "scores": {"mathverse": 43.68}},
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("line",),
+    [
+        ("| model | scorer | mathverse | math500 |",),
+        ("| base | rule | 30.0 | 40.0 |",),
+        ("| phase3 | rule | 35.5 |  |",),
+        ("| Infi-MMR-3B (published, not measured here) | published (not measured here) | 43.68 |  |",),
+    ],
+)
+def test_curriculum_table_rows(line):
+    assert line in publish.curriculum_table(CURRICULUM).splitlines()
+
+
+def test_card_front_matter_carries_model_index_and_curriculum():
+    import yaml
+
+    from infimmr_core.recipes import load_recipe
+
+    recipe = load_recipe("infimmr-3b")
+    scores = {
+        "mathverse": {"n": 3940, "accuracy": 35.5, "dataset": "AI4Math/MathVerse", "split": "testmini", "protocol": {"p": 1}},
+        "broken": {"n": 0, "accuracy": None},
+    }
+    card = publish.model_card(recipe, scores, {"rows_in": 1}, {"phase3": "d" * 64}, CURRICULUM)
+    _, front, body = card.split("---\n", 2)
+    meta = yaml.safe_load(front)
+    assert meta["base_model"] == "Qwen/Qwen2.5-VL-3B-Instruct"
+    (index,) = meta["model-index"]
+    assert index["name"] == "infimmr-3b"
+    assert index["results"] == [{
+        "task": {"type": "image-text-to-text", "name": "Multimodal math reasoning"},
+        "dataset": {"name": "mathverse", "type": "AI4Math/MathVerse", "split": "testmini"},
+        "metrics": [{"type": "accuracy", "value": 35.5, "name": "accuracy (rule-based, see protocol)"}],
+    }]
+    assert "### Curriculum" in body and "| base | rule | 30.0 | 40.0 |" in body
