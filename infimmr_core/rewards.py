@@ -108,7 +108,7 @@ class ScoreItem(BaseModel):
 _BOXED_START_RE = re.compile(r"\\boxed\s*\{")
 
 
-def _boxed_contents(text: str) -> list[tuple[int, int, str]]:
+def boxed_contents(text: str) -> list[tuple[int, int, str]]:
     """All ``\\boxed{...}`` groups as (start, end, content), braces matched properly.
 
     A regex cannot match nested braces, so we walk the string. ``\\{`` and ``\\}`` are literal
@@ -142,7 +142,7 @@ def _boxed_contents(text: str) -> list[tuple[int, int, str]]:
 
 
 def _last_boxed(text: str) -> str | None:
-    boxes = _boxed_contents(text)
+    boxes = boxed_contents(text)
     return boxes[-1][2] if boxes else None
 
 
@@ -239,7 +239,7 @@ def _format_ok(text: str, mode: str, answer_format: str) -> bool:
         return False
     rest = m.group(2)
     if answer_format == "boxed":
-        boxes = _boxed_contents(rest)
+        boxes = boxed_contents(rest)
         if not boxes or not boxes[-1][2].strip():
             return False
         return _AFTER_BOX_RE.fullmatch(rest[boxes[-1][1] :]) is not None
@@ -256,7 +256,7 @@ def _format_ok(text: str, mode: str, answer_format: str) -> bool:
 # Answer extraction
 # --------------------------------------------------------------------------------------
 
-_ANSWER_ANY_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+ANSWER_BLOCK_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 
 
 def extract_answer(completion: str, answer_format: AnswerFormat = "answer_tag_boxed") -> str | None:
@@ -274,7 +274,7 @@ def extract_answer(completion: str, answer_format: AnswerFormat = "answer_tag_bo
         if box is None:
             box = _last_boxed(completion)
         return _nonempty(box)
-    blocks = _ANSWER_ANY_RE.findall(completion)
+    blocks = ANSWER_BLOCK_RE.findall(completion)
     if blocks:
         block = blocks[-1]
         box = _last_boxed(block)
@@ -303,7 +303,7 @@ class _Deadline(BaseException):
 
 
 @contextmanager
-def _deadline(seconds: float | None):
+def deadline(seconds: float | None):
     """Interrupt the body with ``_Deadline`` after ``seconds`` (main thread only, else no-op).
 
     We call math-verify with its own timeouts disabled and use this instead because its
@@ -338,7 +338,7 @@ def _deadline(seconds: float | None):
 
 
 class _TimeoutWarningFilter(logging.Filter):
-    # We disable math-verify's timeouts on purpose (see _deadline); its warning says to add
+    # We disable math-verify's timeouts on purpose (see deadline); its warning says to add
     # our own, which we did, so it is noise.
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith("Timeout is disabled")
@@ -677,7 +677,7 @@ def accuracy_reward(
     if pred is None:
         return 0.0, ("no boxed answer" if answer_format == "boxed" else "no answer")
     try:
-        with _deadline(timeout):
+        with deadline(timeout):
             kind = answer_type or _infer_answer_type(gold, choices)
             acc, reason = _COMPARATORS[kind](pred, gold, choices)
     except _Deadline:

@@ -246,6 +246,11 @@ class ArtifactStore(ABC):
     def _where(self, stage: str, key: str) -> str:
         return f"artifact {stage}/{key} in {self.uri}"
 
+    @abstractmethod
+    def read_file(self, stage: str, key: str, path: str) -> bytes | None:
+        """One file of an artifact, unverified and without downloading the rest (e.g. a report beside model
+        weights, for display); None when absent. Use get_dir for inputs a stage computes with."""
+
 
 class LocalStore(ArtifactStore):
     """Artifacts in a local (or network-mounted) directory; get_dir returns them in place."""
@@ -263,6 +268,10 @@ class LocalStore(ArtifactStore):
 
     def has(self, stage: str, key: str) -> bool:
         return (self._dir(stage, key) / MANIFEST_NAME).is_file()
+
+    def read_file(self, stage: str, key: str, path: str) -> bytes | None:
+        target = self._dir(stage, key) / path
+        return target.read_bytes() if target.is_file() else None
 
     def manifest(self, stage: str, key: str) -> Manifest | None:
         try:
@@ -379,6 +388,9 @@ class S3Store(ArtifactStore):
     @property
     def endpoint_url(self) -> str:
         return self._client.meta.endpoint_url
+
+    def read_file(self, stage: str, key: str, path: str) -> bytes | None:
+        return self._get_object(self._key_prefix(stage, key) + path)
 
     def _key_prefix(self, stage: str, key: str) -> str:
         _check_name("stage", stage)

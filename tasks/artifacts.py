@@ -8,7 +8,6 @@ import ast
 import base64
 import io
 import json
-from pathlib import Path
 from typing import Any, Callable
 from uuid import UUID
 
@@ -20,7 +19,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from infimmr_core.store import ArtifactStore, S3Store
+from infimmr_core.store import ArtifactStore
 
 CURVE_KEYS = ("step", "reward", "reward_std", "rewards/accuracy/mean", "rewards/format/mean", "loss", "kl", "learning_rate")
 
@@ -34,11 +33,7 @@ Reader = Callable[[str], "bytes | None"]  # artifact-relative path -> its bytes,
 
 def artifact_reader(store: ArtifactStore, stage: str, key: str) -> Reader:
     """Read single files of a stored artifact: the UI needs a few small files, never the model weights beside them."""
-    if isinstance(store, S3Store):
-        prefix = store._key_prefix(stage, key)  # the store has no public single-file read yet
-        return lambda name: store._get_object(prefix + name)
-    root = Path(store.artifact_uri(stage, key).removeprefix("file://"))
-    return lambda name: (root / name).read_bytes() if (root / name).is_file() else None
+    return lambda name: store.read_file(stage, key, name)
 
 
 def _read_json(read: Reader, name: str) -> Any:

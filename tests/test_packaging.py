@@ -1,5 +1,6 @@
 """A non-editable install (the Docker images, `pip install .`) must ship every module and data file the source tree has."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -9,7 +10,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_wheel_ships_every_module_and_data_file(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+    # Build from a copy: setuptools writes build/ and *.egg-info next to the sources it builds.
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "infimmr_core", "flows", "tasks"):
+        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy2
+        copy(ROOT / name, source / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if copy is shutil.copytree else {}))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(source)],
                    check=True, capture_output=True)
     (wheel,) = tmp_path.glob("infimmr-*.whl")
     shipped = set(zipfile.ZipFile(wheel).namelist())

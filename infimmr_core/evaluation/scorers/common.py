@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import re
 
-from infimmr_core.rewards import _deadline, extract_answer
+from infimmr_core.rewards import deadline, extract_answer
 
 SYMBOLIC_TIMEOUT = 5.0  # seconds per symbolic comparison; a timeout counts as "not equal"
 
@@ -134,7 +134,7 @@ def _latex_value(tex: str) -> complex | None:
     from latex2sympy2_extended import latex2sympy
 
     try:
-        with _deadline(SYMBOLIC_TIMEOUT):
+        with deadline(SYMBOLIC_TIMEOUT):
             value = latex2sympy(tex).evalf()
             return complex(value)
     except BaseException as error:  # parse errors, free symbols, and the deadline (a BaseException)
@@ -156,7 +156,7 @@ def latex_equivalent(gold: str, pred: str) -> bool:
 
     configs = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
     try:
-        with _deadline(SYMBOLIC_TIMEOUT):
+        with deadline(SYMBOLIC_TIMEOUT):
             g = parse("\\boxed{" + strip_delims(gold) + "}", configs, parsing_timeout=None)
             p = parse("\\boxed{" + strip_delims(pred) + "}", configs, parsing_timeout=None)
             return bool(g and p and verify(g, p, timeout_seconds=None))

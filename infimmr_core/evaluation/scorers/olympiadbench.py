@@ -11,7 +11,7 @@ from infimmr_core.evaluation.benchmarks import DEFAULT_OLYMPIAD_TOLERANCE
 from infimmr_core.evaluation.items import EvalItem
 from infimmr_core.evaluation.scorers.base import Scorer
 from infimmr_core.evaluation.scorers.common import latex_equivalent, split_top_level, strip_delims, to_number
-from infimmr_core.rewards import _ANSWER_ANY_RE, _boxed_contents
+from infimmr_core.rewards import ANSWER_BLOCK_RE, boxed_contents
 
 _FINAL_RE = re.compile(r"(?:So the final answer is|所以最终答案是)", re.IGNORECASE)
 _DROP = ("^\\circ", "^{\\circ}", "\\%", "%", "\\,", "\\;", "\\!", "\\quad")
@@ -19,10 +19,10 @@ _DROP = ("^\\circ", "^{\\circ}", "\\%", "%", "\\,", "\\;", "\\!", "\\quad")
 
 def extract(response: str) -> str | None:
     """Every box in the answer block (else after the last "So the final answer is", else anywhere), comma-joined."""
-    blocks = _ANSWER_ANY_RE.findall(response)
+    blocks = ANSWER_BLOCK_RE.findall(response)
     region = blocks[-1] if blocks else _FINAL_RE.split(response)[-1]
-    boxes = [content.strip() for _, _, content in _boxed_contents(region)] or [
-        content.strip() for _, _, content in _boxed_contents(response)][-1:]
+    boxes = [content.strip() for _, _, content in boxed_contents(region)] or [
+        content.strip() for _, _, content in boxed_contents(response)][-1:]
     if boxes and any(boxes):
         return ", ".join(b for b in boxes if b)
     return region.strip() if blocks and region.strip() else None
