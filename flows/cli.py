@@ -15,6 +15,7 @@ from typing import Any
 from infimmr_core.config import Recipe
 from infimmr_core.recipes import RecipeError, builtin_recipes, load_recipe, recipe_yaml
 from infimmr_core.stages import STAGES
+from infimmr_core.store import StoreError, store_from_config
 
 
 def _quiet_offline_prefect() -> None:
@@ -29,8 +30,6 @@ def _recipe_from(args: argparse.Namespace) -> Recipe:
         recipe.store.uri = args.store
     if not recipe.store.uri.startswith("s3://"):
         # A relative directory means "here": pin it, so the run (and its Prefect cache records) names one place.
-        from infimmr_core.store import store_from_config
-
         recipe.store.uri = store_from_config(recipe.store).uri
     return recipe
 
@@ -100,7 +99,6 @@ def _curate(args: argparse.Namespace) -> int:
     from infimmr_core.keys import key_of
     from infimmr_core.runner import StageFailed, run_stage_process
     from infimmr_core.stages import key_inputs
-    from infimmr_core.store import store_from_config
 
     mapping = {}
     for item in args.mapping:
@@ -213,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "deploy":
             return _deploy(args)
         return _run(args, args.name if args.command == "stage" else None)
-    except RecipeError as err:
+    except (RecipeError, StoreError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

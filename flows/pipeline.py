@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect import flow
 from prefect.runtime import flow_run
+
 from infimmr_core.config import Recipe
 from infimmr_core.recipes import load_recipe
 from infimmr_core.stages import SPECS, STAGES, ArtifactRef, StageName, downstream_of, resolve_upstream

@@ -85,3 +85,10 @@ def test_cli_lists_and_shows_recipes():
     shown = subprocess.run([sys.executable, "-m", "infimmr.flows.cli", "recipe", "show", "infimmr-3b"],
                            capture_output=True, text=True, check=True)
     assert "learning_rate: 4.0e-07" in shown.stdout or "learning_rate: 4e-07" in shown.stdout
+
+
+def test_cli_rejects_unknown_store_scheme():
+    proc = subprocess.run([sys.executable, "-m", "infimmr.flows.cli", "run", "--store", "ftp://nowhere/x"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "unsupported store URI 'ftp://nowhere/x'" in proc.stderr and "Traceback" not in proc.stderr
