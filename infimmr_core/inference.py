@@ -60,7 +60,8 @@ def _render_prompt(processor, request: GenerationRequest) -> str:
     return processor.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
 
 
-def _resolve_device(device: str) -> str:
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; any other value as given."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
@@ -78,7 +79,7 @@ class TransformersGenerator:
         min_pixels: int | None = None,
         max_pixels: int | None = None,
     ):
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self.batch_size = batch_size
         self.processor = load_processor(model_dir, min_pixels=min_pixels, max_pixels=max_pixels)
         # bf16 halves memory and is what the GPU kernels are fast at; CPU bf16 is slow, so stay in fp32 there.

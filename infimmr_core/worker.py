@@ -14,16 +14,9 @@ from pathlib import Path
 
 from infimmr_core.config import Recipe
 from infimmr_core.context import StageContext
+from infimmr_core.inference import resolve_device
 from infimmr_core.stages import SPECS
-from infimmr_core.store import open_store, store_from_config
-
-
-def resolve_device(requested: str) -> str:
-    if requested != "auto":
-        return requested
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+from infimmr_core.store import store_from_config
 
 
 def main(spec_path: str) -> None:
