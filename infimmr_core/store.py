@@ -243,6 +243,20 @@ class ArtifactStore(ABC):
             raise ArtifactMissing(f"artifact {stage}/{key} not found in {self.uri} (no {MANIFEST_NAME})")
         return self._materialize(manifest, verify=verify)
 
+    def get_file(self, stage: str, key: str, path: str) -> Path:
+        """A local copy of one file of an artifact, checked against its manifest entry (size and sha256), without
+        fetching the rest: a curation shard needs its own Parquet file, not every shard beside it."""
+        manifest = self.manifest(stage, key)
+        if manifest is None:
+            raise ArtifactMissing(f"artifact {stage}/{key} not found in {self.uri} (no {MANIFEST_NAME})")
+        entry = next((f for f in manifest.files if f.path == path), None)
+        if entry is None:
+            raise ArtifactMissing(f"{self._where(stage, key)} has no file {path!r}")
+        return self._materialize_file(manifest, entry)
+
+    @abstractmethod
+    def _materialize_file(self, manifest: Manifest, entry: FileEntry) -> Path: ...
+
     def _where(self, stage: str, key: str) -> str:
         return f"artifact {stage}/{key} in {self.uri}"
 
@@ -324,6 +338,11 @@ class LocalStore(ArtifactStore):
         target = self._dir(manifest.stage, manifest.key)
         _verify_files(target, manifest, self._where(manifest.stage, manifest.key), hashes=verify)
         return target
+
+    def _materialize_file(self, manifest: Manifest, entry: FileEntry) -> Path:
+        one = manifest.model_copy(update={"files": [entry]})
+        _verify_files(self._dir(manifest.stage, manifest.key), one, self._where(manifest.stage, manifest.key), hashes=True)
+        return self._dir(manifest.stage, manifest.key) / entry.path
 
 
 def _default_cache_dir() -> Path:
@@ -517,6 +536,21 @@ class S3Store(ArtifactStore):
             self._download(manifest, target)
         elif cached != manifest:  # same files, newer metadata (metrics, producer)
             _write_atomic(target / MANIFEST_NAME, manifest.model_dump_json(indent=2).encode())
+        return target
+
+    def _materialize_file(self, manifest: Manifest, entry: FileEntry) -> Path:
+        # Single files live beside (never inside) the whole-artifact cache dir, whose MANIFEST.json marks it complete.
+        target = self.cache_path(manifest.stage, manifest.key).with_name(f"{manifest.key}.files") / entry.path
+        if target.is_file() and target.stat().st_size == entry.size and _sha256_file(target) == entry.sha256:
+            return target
+        data = self.read_file(manifest.stage, manifest.key, entry.path)
+        where = self._where(manifest.stage, manifest.key)
+        if data is None:
+            raise ArtifactCorrupt(f"{where}: file {entry.path!r} is missing from the bucket")
+        if (sha := hashlib.sha256(data).hexdigest()) != entry.sha256:
+            raise ArtifactCorrupt(f"{where}: file {entry.path!r} has sha256 {sha}, manifest says {entry.sha256}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(target, data)
         return target
 
     @staticmethod

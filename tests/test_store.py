@@ -120,6 +120,29 @@ def test_round_trip_nested_and_binary_files(store, src):
     assert json.loads((out / MANIFEST_NAME).read_text())["digest"] == manifest.digest
 
 
+def test_get_file_fetches_one_verified_file(store, src):
+    store.put_dir(STAGE, "k1", src, key_inputs={})
+    for rel, data in TREE.items():
+        assert store.get_file(STAGE, "k1", rel).read_bytes() == data
+    with pytest.raises(ArtifactMissing, match="no file 'absent.bin'"):
+        store.get_file(STAGE, "k1", "absent.bin")
+    with pytest.raises(ArtifactMissing, match="not found"):
+        store.get_file(STAGE, "nope", sorted(TREE)[0])
+
+
+def test_get_file_refuses_a_damaged_file(store, src, tmp_path):
+    store.put_dir(STAGE, "k1", src, key_inputs={})
+    rel = sorted(TREE)[0]
+    damaged = write_tree(tmp_path / "damaged", {**TREE, rel: b"X" * len(TREE[rel])})
+    # Same sizes, other bytes: replace the stored file behind the manifest's back.
+    if isinstance(store, LocalStore):
+        (store.root / STAGE / "k1" / rel).write_bytes((damaged / rel).read_bytes())
+    else:
+        boto3.client("s3").put_object(Bucket=store.bucket, Key=f"{store.prefix}/{STAGE}/k1/{rel}", Body=(damaged / rel).read_bytes())
+    with pytest.raises(ArtifactCorrupt, match="sha256"):
+        store.get_file(STAGE, "k1", rel)
+
+
 def test_absent_artifact(store):
     assert not store.has(STAGE, "nope")
     assert store.manifest(STAGE, "nope") is None
