@@ -127,12 +127,35 @@ def line_chart_png(rows: list[dict[str, Any]], series: tuple[str, ...], size: tu
     return buf.getvalue()
 
 
+def curation_counts(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """report.json -> one row per count: rows in, what remained after each step, every filter, quarantine and
+    decontamination reason, and the pool sizes."""
+    rows = [{"kind": "rows in", "name": "", "count": report.get("rows_in")}]
+    rows += [{"kind": "after step", "name": s.get("step"), "count": s.get("remaining")} for s in report.get("steps", [])]
+    for kind, field in (("filtered", "filtered"), ("quarantined", "quarantined"), ("decontaminated", "decontamination"),
+                        ("pool", "pools")):
+        rows += [{"kind": kind, "name": name, "count": count} for name, count in (report.get(field) or {}).items()]
+    return rows
+
+
+def pass_rate_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pass-rate histogram as rows of (bin, samples), with a bar drawn in text so the table reads as a chart."""
+    edges, counts = report.get("pass_rate_bins") or [], report.get("pass_rate_histogram") or []
+    top = max(counts, default=0) or 1
+    return [
+        {"pass_rate": f"{lo:.1f}-{hi:.1f}", "samples": n, "bar": "#" * round(20 * n / top)}
+        for lo, hi, n in zip(edges, edges[1:], counts)
+    ]
+
+
 def _curate(stage: str, read: Reader, metrics: dict[str, Any]) -> None:
     report = _read_json(read, "report.json")
     if not isinstance(report, dict):
         return
-    counts = [{"field": k, "value": v} for k, v in report.items() if _scalar(v)]
-    create_table_artifact(key=f"{stage}-counts", table=counts, description="Curation counts (report.json)")
+    create_table_artifact(key=f"{stage}-counts", table=curation_counts(report),
+                          description="Curation: rows in, after each step, and by reason (report.json)")
+    if rows := pass_rate_rows(report):
+        create_table_artifact(key=f"{stage}-pass-rates", table=rows, description="Curation: pass-rate histogram of kept samples")
     create_markdown_artifact(key=f"{stage}-report", markdown="```json\n" + json.dumps(report, indent=2) + "\n```",
                              description="Curation report")
 
@@ -177,7 +200,8 @@ RENDERERS: dict[str, Callable[[str, Reader, dict[str, Any]], None]] = {
 
 
 def stage_artifacts(store: ArtifactStore, stage: str, key: str, metrics: dict[str, Any]) -> None:
-    RENDERERS[stage](stage, artifact_reader(store, stage, key), metrics)
+    if render := RENDERERS.get(stage):  # the parts of the curate stage show through the curate stage
+        render(stage, artifact_reader(store, stage, key), metrics)
 
 
 def training_step(line: str) -> bool:

@@ -119,7 +119,11 @@ def test_stage_files_become_ui_artifacts(prefect_server, tmp_path):
 
     store = open_store(str(tmp_path / "store"))
     files = {
-        ("curate", "report.json"): json.dumps({"rows_in": 48, "kept": 40, "pools": {"text": 20}}),
+        ("curate", "report.json"): json.dumps({
+            "rows_in": 48, "kept": 40, "steps": [{"step": "load", "remaining": 44}], "filtered": {"empty answer": 4},
+            "quarantined": {"missing field problem": 4}, "decontamination": {}, "pools": {"text": 20},
+            "pass_rate_bins": [0.0, 0.5, 1.0], "pass_rate_histogram": [10, 30],
+        }),
         ("phase1", "metrics.jsonl"): "\n".join(json.dumps({"step": s, "reward": r}) for s, r in [(1, 0.1), (2, 0.3)]),
         ("evaluate", "scores.json"): json.dumps({"geo": {"n": 4, "accuracy": 25.0, "protocol": {"decoding": "greedy"}}}),
         ("evaluate", "curriculum.json"): json.dumps({"rows": [{"label": "phase3", "scores": {"geo": 25.0}}]}),
@@ -137,9 +141,18 @@ def test_stage_files_become_ui_artifacts(prefect_server, tmp_path):
             stage_artifacts(store, stage, "k", metrics)
 
     with temporary_settings({PREFECT_API_URL: prefect_server}):
-        render()
-    found = {a["key"]: a for a in httpx.post(f"{prefect_server}/artifacts/filter", json={}, timeout=30).json()}
-    assert json.loads(found["curate-counts"]["data"]) == [{"field": "rows_in", "value": 48}, {"field": "kept", "value": 40}]
+        run_id = str(render(return_state=True).state_details.flow_run_id)
+    # The server is shared with the pipeline tests, which create artifacts under the same keys: read this run's only.
+    query = {"artifacts": {"flow_run_id": {"any_": [run_id]}}}
+    found = {a["key"]: a for a in httpx.post(f"{prefect_server}/artifacts/filter", json=query, timeout=30).json()}
+    assert json.loads(found["curate-counts"]["data"]) == [
+        {"kind": "rows in", "name": "", "count": 48}, {"kind": "after step", "name": "load", "count": 44},
+        {"kind": "filtered", "name": "empty answer", "count": 4},
+        {"kind": "quarantined", "name": "missing field problem", "count": 4}, {"kind": "pool", "name": "text", "count": 20},
+    ]
+    assert json.loads(found["curate-pass-rates"]["data"]) == [
+        {"pass_rate": "0.0-0.5", "samples": 10, "bar": "#" * 7}, {"pass_rate": "0.5-1.0", "samples": 30, "bar": "#" * 20},
+    ]
     assert json.loads(found["phase1-curve"]["data"]) == [{"step": 1, "reward": 0.1}, {"step": 2, "reward": 0.3}]
     assert found["phase1-plot"]["data"].startswith("![phase1 reward curve](data:image/png;base64,")
     assert json.loads(found["evaluate-scores"]["data"]) == [{"name": "geo", "n": 4, "accuracy": 25.0}]
