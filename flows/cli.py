@@ -92,13 +92,45 @@ def _deploy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _curate(args: argparse.Namespace) -> int:
-    """Curate one source with a recipe's curation settings, outside the pipeline; the artifact is stored (and reused)
-    under `--out` like any curate artifact, at the key of that one-source recipe."""
-    from infimmr_core.config import SourceConfig
+def _curate_parts(recipe: Recipe, store: Any) -> tuple[Any, dict[str, str]]:
+    """The curate stage's parts in child processes, without Prefect, with a progress bar over the shards; each part
+    is reused when the store holds it. Returns the curate manifest and each part's state."""
+    from tqdm import tqdm
+
     from infimmr_core.keys import key_of
-    from infimmr_core.runner import StageFailed, run_stage_process
-    from infimmr_core.stages import key_inputs
+    from infimmr_core.runner import run_stage_process
+    from infimmr_core.stages import COLLECT, SHARD, ArtifactRef, key_inputs, merge_inputs, shard_refs
+
+    states: dict[str, str] = {}
+
+    def part(stage: str, upstream: dict[str, ArtifactRef], label: str, say: Any) -> ArtifactRef:
+        inputs = key_inputs(stage, recipe, {name: ref.digest for name, ref in upstream.items()})
+        key = key_of(inputs)
+        manifest = store.manifest(stage, key)
+        states[label] = "cached" if manifest else "completed"
+        if manifest is None:
+            manifest = run_stage_process(stage, recipe, upstream, key, inputs, on_line=say)
+        return ArtifactRef.from_manifest(store, manifest, reused=states[label] == "cached")
+
+    def to_stderr(line: str) -> None:
+        print(line, file=sys.stderr)
+
+    if done := store.manifest("curate", key_of(key_inputs("curate", recipe, {}))):
+        return done, {"curate": "cached"}
+    collect = part(COLLECT, {}, COLLECT, to_stderr)
+    shards = {}
+    with tqdm(shard_refs(store, collect).items(), desc="curate shards", unit="shard", file=sys.stderr) as bar:
+        for name, ref in bar:
+            shards[name] = part(SHARD, {"shard": ref}, name, lambda line: bar.write(line, file=sys.stderr))
+    merged = part("curate", merge_inputs(store, collect, shards), "curate", to_stderr)
+    return store.manifest("curate", merged.key), states
+
+
+def _curate(args: argparse.Namespace) -> int:
+    """Curate one source with a recipe's curation settings, outside the pipeline; the artifacts are stored (and
+    reused) under `--out` like any curate artifacts, at the keys of that one-source recipe."""
+    from infimmr_core.config import SourceConfig
+    from infimmr_core.runner import StageFailed
 
     mapping = {}
     for item in args.mapping:
@@ -116,21 +148,17 @@ def _curate(args: argparse.Namespace) -> int:
     recipe.store.uri = args.out
     store = store_from_config(recipe.store)
     recipe.store.uri = store.uri
-    inputs = key_inputs("curate", recipe, {})
-    key = key_of(inputs)
-    manifest = store.manifest("curate", key)
-    if manifest is None:
-        try:
-            manifest = run_stage_process("curate", recipe, {}, key, inputs)
-        except StageFailed as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-    uri = store.artifact_uri("curate", key)
-    report = json.loads((store.get_dir("curate", key) / "report.json").read_text())
+    try:
+        manifest, parts = _curate_parts(recipe, store)
+    except StageFailed as err:
+        print(f"error: {err}\nfinished parts are kept in the store; run the same command again to resume", file=sys.stderr)
+        return 1
+    uri = store.artifact_uri("curate", manifest.key)
+    report = json.loads((store.get_dir("curate", manifest.key) / "report.json").read_text())
     files = {f.path: f"{uri}/{f.path}" for f in manifest.files}
     if args.json:
         print(json.dumps({**{k: report[k] for k in ("rows_in", "kept", "filtered", "quarantined", "pools")},
-                          "uri": uri, "artifacts": files}))
+                          "uri": uri, "artifacts": files, "parts": parts}))
     else:
         print(f"{report['rows_in']} rows in, {report['kept']} kept -> {uri}")
         for kind in ("filtered", "quarantined"):

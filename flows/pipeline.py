@@ -10,9 +10,12 @@ from prefect.runtime import flow_run
 
 from infimmr_core.config import Recipe
 from infimmr_core.recipes import load_recipe
-from infimmr_core.stages import SPECS, STAGES, ArtifactRef, StageName, downstream_of, resolve_upstream
-from infimmr_core.store import store_from_config
-from infimmr.tasks.stages import GPU_STAGES, StageOutcome, call_stage
+from infimmr_core.stages import (
+    COLLECT, SHARD, SPECS, STAGES, ArtifactRef, StageName, downstream_of, merge_inputs, resolve_upstream, shard_refs,
+    stored_ref,
+)
+from infimmr_core.store import ArtifactStore, store_from_config
+from infimmr.tasks.stages import GPU_STAGES, StageOutcome, call_stage, map_stage
 
 DEFAULT_RECIPE = load_recipe("smoke")
 
@@ -24,10 +27,33 @@ def _summary(recipe: Recipe, outcomes: dict[str, StageOutcome]) -> dict[str, Any
         "flow_run_id": str(flow_run.id),
         "stages": {
             name: {"state": o.state, "prefect_state": o.prefect_state, "uri": o.ref.uri, "digest": o.ref.digest,
-                   "seconds": o.seconds, "metrics": o.ref.metrics}
+                   "seconds": o.seconds, "metrics": o.ref.metrics, **({"parts": o.parts} if o.parts else {})}
             for name, o in outcomes.items()
         },
     }
+
+
+def run_curate(recipe: Recipe, *, force: bool, store: ArtifactStore) -> StageOutcome:
+    """The curate stage from its parts: collect, then every shard (a task each, `runtime.parallel_shards` at a time),
+    then the merge. A stored curate artifact answers at once; otherwise each part is reused when stored, so a rerun
+    after a failure redoes only what failed."""
+    if not force and stored_ref(store, "curate", recipe, {}) is not None:
+        return call_stage("curate", recipe, {}, force=False, store=store)
+    collect = call_stage(COLLECT, recipe, {}, force=force, store=store)
+    inputs = shard_refs(store, collect.ref)
+    shards = map_stage(SHARD, recipe, {name: {"shard": ref} for name, ref in inputs.items()}, force=force, store=store,
+                       width=recipe.runtime.parallel_shards)
+    upstream = merge_inputs(store, collect.ref, {name: o.ref for name, o in shards.items()})
+    outcome = call_stage("curate", recipe, upstream, force=force, store=store)
+    parts = {COLLECT: collect.state} | {name: o.state for name, o in shards.items()}
+    return outcome.model_copy(update={"parts": parts})
+
+
+def run_stage(stage: str, recipe: Recipe, upstream: dict[str, ArtifactRef], *, force: bool, store: ArtifactStore,
+              remote: bool = False) -> StageOutcome:
+    if stage == "curate":
+        return run_curate(recipe, force=force, store=store)
+    return call_stage(stage, recipe, upstream, force=force, store=store, remote=remote)
 
 
 @flow(name="infimmr-pipeline", description="Curate -> GRPO phase 1 -> 2 -> 3 -> evaluate -> publish, every stage cached by key.")
@@ -43,7 +69,7 @@ def infimmr_pipeline(
     for stage in STAGES:
         upstream = {name: refs[name] for name in SPECS[stage].upstream}
         remote = recipe.runtime.gpu_stage_deployment is not None and stage in GPU_STAGES
-        outcomes[stage] = call_stage(stage, recipe, upstream, force=stage in forced, store=store, remote=remote)
+        outcomes[stage] = run_stage(stage, recipe, upstream, force=stage in forced, store=store, remote=remote)
         refs[stage] = outcomes[stage].ref
     return _summary(recipe, outcomes)
 
@@ -52,4 +78,4 @@ def infimmr_pipeline(
 def infimmr_stage(stage: StageName, recipe: Recipe = DEFAULT_RECIPE, force: bool = False) -> dict[str, Any]:
     store = store_from_config(recipe.store)
     upstream = resolve_upstream(store, stage, recipe)
-    return _summary(recipe, {stage: call_stage(stage, recipe, upstream, force=force, store=store)})
+    return _summary(recipe, {stage: run_stage(stage, recipe, upstream, force=force, store=store)})

@@ -481,6 +481,10 @@ class RuntimeConfig(Strict):
     device: Literal["auto", "cpu", "cuda"] = Field("auto")
     stage_timeout_seconds: int = Field(24 * 3600, ge=1, description="A stage's child process is killed after this.")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads in stage processes; None = default.")
+    parallel_shards: int = Field(
+        1, ge=1, description="Curation shards (captions + rollouts) run at once, each in its own process with its own "
+        "model: 1 per GPU (or CPU budget) on this machine. Does not change any result."
+    )
     gpu_stage_deployment: str | None = Field(
         None, description="Prefect deployment that runs each training phase, '{stage}' standing for its name (e.g. "
         "'infimmr-stage/k8s-stage-{stage}' on a GPU pool); None = in the pipeline's own process. Needs a shared (S3) store."

@@ -14,7 +14,8 @@ from infimmr_core.store import ArtifactStore
 class StageContext:
     stage: str
     recipe: Recipe
-    inputs: dict[str, Path]  # upstream stage name -> local directory holding its verified artifact
+    inputs: dict[str, Path]  # upstream name -> local directory holding its verified artifact (or, for an upstream
+    # that is one file of an artifact, that verified file)
     out_dir: Path  # everything written here becomes the artifact
     work_dir: Path  # scratch that survives a crash of this stage (same key -> same directory), for resuming
     cache_dir: Path  # shared download/model cache

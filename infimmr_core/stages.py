@@ -2,6 +2,12 @@
 
 curate -> phase1 -> phase2 -> phase3 -> evaluate -> publish, where every phase also reads the curated pools and
 publish also reads the evaluation. Orchestrators (the Prefect flows, the CLI) walk this graph; they add no logic.
+
+The curate stage is built from parts, each its own artifact and its own cached task: `curate-collect` (read,
+filter, decontaminate, dedup; writes the accepted samples as shards), one `curate-shard` per shard (captions and
+rollouts, the expensive work), and the curate stage itself, which merges them (pass-rate band, pools, report).
+A part's key holds only what shapes that part, so changing the band or the pool caps reuses every shard, and a
+shard whose samples did not change (e.g. the earlier shards of a source that grew) keeps its key.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from infimmr_core.store import ArtifactStore, Manifest
 
 StageName = Literal["curate", "phase1", "phase2", "phase3", "evaluate", "publish"]
 STAGES: tuple[str, ...] = ("curate", "phase1", "phase2", "phase3", "evaluate", "publish")
+COLLECT, SHARD = "curate-collect", "curate-shard"  # the parts of the curate stage (see the module docstring)
+SHARD_DIR = "shards"  # where curate-collect writes its shards, one Parquet file each
 
 _ML_LIBS = ("torch", "transformers", "tokenizers", "datasets", "pillow", "math-verify")
 
@@ -44,14 +52,51 @@ def _phase_config(number: int) -> Callable[[Recipe], dict[str, Any]]:
     return config
 
 
+def _collect_config(recipe: Recipe) -> dict[str, Any]:
+    # Everything before the first shard: sources, filters, decontamination, dedup, shard size.
+    later = {"captioning", "difficulty", "pools"}
+    return {"curation": {k: v for k, v in _dump(recipe.curation).items() if k not in later}}
+
+
+_BAND = {"enabled", "min_pass_rate", "max_pass_rate", "inclusive", "pass_rate_column"}
+
+
+def _uses_rollouts(recipe: Recipe) -> bool:
+    difficulty = recipe.curation.difficulty
+    return difficulty.enabled and difficulty.pass_rate_column is None
+
+
+def _shard_config(recipe: Recipe) -> dict[str, Any]:
+    """What shapes one shard's captions and pass rates, and nothing else: the band, the pools and the dataset's own
+    pass-rate column are applied when the shards are merged."""
+    cur = recipe.curation
+    sliced: dict[str, Any] = {"seed": cur.seed}
+    needs_base = False
+    if cur.captioning.enabled:
+        sliced["captioning"] = _dump(cur.captioning)
+        needs_base = cur.captioning.model is None
+    if _uses_rollouts(recipe):
+        sliced["rollouts"] = {k: v for k, v in _dump(cur.difficulty).items() if k not in _BAND}
+        sliced["prompts"], sliced["rewards"] = _dump(recipe.prompts), _dump(recipe.rewards)
+        needs_base = needs_base or cur.difficulty.policy is None
+    if needs_base:
+        sliced["base_model"] = _dump(recipe.base_model)
+    return sliced
+
+
 def _publish_config(recipe: Recipe) -> dict[str, Any]:
     # The card shows the whole recipe, so all of it shapes this artifact, except where it ran.
     return {k: v for k, v in _dump(recipe).items() if k not in {"store", "runtime"}}
 
 
 SPECS: dict[str, StageSpec] = {
+    COLLECT: StageSpec(COLLECT, (), "infimmr_core.curation.collect", _ML_LIBS, _collect_config),
+    # Upstream "shard" is one file of the collect artifact; its digest is that file's sha256.
+    SHARD: StageSpec(SHARD, ("shard",), "infimmr_core.curation.enrich", _ML_LIBS, _shard_config),
+    # The merge. Its key is the whole curation slice and no part digests, so a stored curate artifact is found
+    # from the recipe alone: an all-cached rerun never looks at the parts.
     "curate": StageSpec(
-        "curate", (), "infimmr_core.curation", _ML_LIBS,
+        "curate", (), "infimmr_core.curation.stage", _ML_LIBS,
         lambda r: {
             "curation": _dump(r.curation), "base_model": _dump(r.base_model),
             "prompts": _dump(r.prompts), "rewards": _dump(r.rewards),
@@ -84,6 +129,9 @@ class ArtifactRef(BaseModel):
     key: str
     uri: str
     digest: str = Field(description="Content digest (from the manifest): downstream keys depend on it.")
+    path: str | None = Field(
+        None, description="One file inside the artifact (a curation shard); then `digest` is that file's sha256."
+    )
     metrics: dict[str, Any] = Field(default_factory=dict)
     reused: bool = Field(False, description="True when the artifact was already in the store and nothing ran.")
 
@@ -95,8 +143,33 @@ class ArtifactRef(BaseModel):
         )
 
 
+def _file_refs(store: ArtifactStore, ref: ArtifactRef, wanted: Callable[[str], bool]) -> list[ArtifactRef]:
+    manifest = store.manifest(ref.stage, ref.key)
+    if manifest is None:
+        raise UpstreamMissing(f"{ref.stage} artifact {ref.key} is not in the store {store.uri}")
+    files = sorted((f for f in manifest.files if wanted(f.path)), key=lambda f: f.path)
+    return [ref.model_copy(update={"digest": f.sha256, "path": f.path, "metrics": {}}) for f in files]
+
+
+def shard_refs(store: ArtifactStore, collect: ArtifactRef) -> dict[str, ArtifactRef]:
+    """Shard name (shard-00003) -> a ref to that shard's file in the curate-collect artifact, in shard order."""
+    refs = _file_refs(store, collect, lambda path: path.startswith(f"{SHARD_DIR}/"))
+    return {ref.path.rsplit("/", 1)[-1].removesuffix(".parquet"): ref for ref in refs if ref.path}
+
+
+# The merge's input names (= COLLECT_PREFIX and SHARD_PREFIX in infimmr_core.curation.stage, checked by a test).
+COLLECT_PREFIX, LEDGER_FILES = "collect:", ("ledger.json", "quarantine.jsonl", "decontamination.jsonl")
+
+
+def merge_inputs(store: ArtifactStore, collect: ArtifactRef, shards: dict[str, ArtifactRef]) -> dict[str, ArtifactRef]:
+    """The curate stage's inputs: the collect part's ledger files (not its shards) and every shard's artifact."""
+    ledger = _file_refs(store, collect, lambda path: path in LEDGER_FILES)
+    return {COLLECT_PREFIX + ref.path: ref for ref in ledger if ref.path} | shards
+
+
 def _uses_vllm(recipe: Recipe, stage: str) -> bool:
-    if stage == "curate":
+    # The merge generates nothing, but its key stands for the whole curate stage (it holds no part digests).
+    if stage in (SHARD, "curate"):
         c = recipe.curation
         return "vllm" in {c.captioning.generation.backend, c.difficulty.generation.backend}
     return stage == "evaluate" and recipe.evaluation.generation.backend == "vllm"

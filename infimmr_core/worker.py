@@ -28,7 +28,10 @@ def main(spec_path: str) -> None:
 
         torch.set_num_threads(recipe.runtime.torch_threads)
     store = store_from_config(recipe.store)
-    inputs = {name: store.get_dir(name, ref["key"]) for name, ref in spec["upstream"].items()}
+    inputs = {
+        name: store.get_file(ref["stage"], ref["key"], ref["path"]) if ref.get("path") else store.get_dir(ref["stage"], ref["key"])
+        for name, ref in spec["upstream"].items()
+    }
     work_dir = store.cache_dir / "work" / stage / key
     out_dir = work_dir / "artifact"
     if out_dir.exists():  # leftovers of a crashed attempt are not part of this one's output

@@ -8,12 +8,15 @@ import time
 from contextlib import nullcontext
 
 from prefect import Task, get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.futures import PrefectFuture, as_completed
+from prefect.states import State
 from pydantic import BaseModel
 
 from infimmr_core.config import Recipe
 from infimmr_core.keys import key_of
 from infimmr_core.runner import StageFailed, run_stage_process
-from infimmr_core.stages import STAGES, ArtifactRef, key_inputs, stored_ref
+from infimmr_core.stages import COLLECT, SHARD, STAGES, ArtifactRef, key_inputs, stored_ref
 from infimmr_core.store import ArtifactStore, Manifest, store_from_config
 from infimmr.tasks.artifacts import TrainingProgress, stage_artifacts
 from infimmr.tasks.cache import StageCache
@@ -21,7 +24,9 @@ from infimmr.tasks.secrets import hub_token
 from infimmr.tasks.results import result_storage
 
 TAGS = {
-    "curate": ["infimmr", "gpu-optional"],
+    COLLECT: ["infimmr"],
+    SHARD: ["infimmr", "gpu-optional"],
+    "curate": ["infimmr"],
     "phase1": ["infimmr", "gpu"],
     "phase2": ["infimmr", "gpu"],
     "phase3": ["infimmr", "gpu"],
@@ -104,7 +109,7 @@ def _stage_task(stage: str) -> Task:
     )
 
 
-STAGE_TASKS: dict[str, Task] = {stage: _stage_task(stage) for stage in STAGES}
+STAGE_TASKS: dict[str, Task] = {stage: _stage_task(stage) for stage in (COLLECT, SHARD, *STAGES)}
 
 
 class StageOutcome(BaseModel):
@@ -112,6 +117,23 @@ class StageOutcome(BaseModel):
     prefect_state: str  # the task run's state name as the UI shows it: Cached when Prefect's cache record answered
     ref: ArtifactRef
     seconds: float
+    parts: dict[str, str] = {}  # a stage built from parts (curate): each part's state, "completed" or "cached"
+
+
+def _prepared(stage: str, recipe: Recipe, upstream: dict[str, ArtifactRef], force: bool, store: ArtifactStore) -> Task:
+    # Results and cache records go to the store, so another machine or a fresh Prefect database gets Cached too.
+    stage_task = STAGE_TASKS[stage].with_options(result_storage=result_storage(recipe.store))
+    if force or stored_ref(store, stage, recipe, upstream) is None:
+        # Not in the store (or forced): never trust a Prefect cache record for it.
+        stage_task = stage_task.with_options(refresh_cache=True)
+    return stage_task
+
+
+def _outcome(state: State, started: float) -> StageOutcome:
+    ref: ArtifactRef = state.result()
+    cached = state.name == "Cached" or ref.reused
+    return StageOutcome(state="cached" if cached else "completed", prefect_state=state.name, ref=ref,
+                        seconds=round(time.perf_counter() - started, 3))
 
 
 def call_stage(
@@ -119,14 +141,47 @@ def call_stage(
     remote: bool = False,
 ) -> StageOutcome:
     """Run one stage task from inside a flow and say whether it computed or reused its artifact."""
-    # Results and cache records go to the store, so another machine or a fresh Prefect database gets Cached too.
-    stage_task = STAGE_TASKS[stage].with_options(result_storage=result_storage(recipe.store))
-    if force or stored_ref(store, stage, recipe, upstream) is None:
-        # Not in the store (or forced): never trust a Prefect cache record for it.
-        stage_task = stage_task.with_options(refresh_cache=True)
     started = time.perf_counter()
-    state = stage_task(recipe=recipe, upstream=upstream, force=force, remote=remote, return_state=True)
-    ref: ArtifactRef = state.result()
-    cached = state.name == "Cached" or ref.reused
-    return StageOutcome(state="cached" if cached else "completed", prefect_state=state.name, ref=ref,
-                        seconds=round(time.perf_counter() - started, 3))
+    state = _prepared(stage, recipe, upstream, force, store)(
+        recipe=recipe, upstream=upstream, force=force, remote=remote, return_state=True)
+    return _outcome(state, started)
+
+
+class StagesFailed(RuntimeError):
+    pass
+
+
+def map_stage(
+    stage: str, recipe: Recipe, upstreams: dict[str, dict[str, ArtifactRef]], *, force: bool, store: ArtifactStore,
+    width: int,
+) -> dict[str, StageOutcome]:
+    """Run `stage` once per named upstream, as task runs of that name, at most `width` at a time (each holds a model in
+    its own process). Every run is attempted even when one fails, so a rerun redoes only the failed ones; the
+    failures are raised together at the end. A progress artifact counts the finished runs."""
+    total, pending = len(upstreams), list(upstreams.items())
+    progress = create_progress_artifact(progress=0.0, key=f"{stage}-progress", description=f"{stage}: runs finished (%)")
+    running: dict[PrefectFuture, tuple[str, float]] = {}
+    outcomes: dict[str, StageOutcome] = {}
+    failed: dict[str, str] = {}
+
+    def finish(future: PrefectFuture) -> None:
+        name, started = running.pop(future)
+        future.wait()  # sets the future's final state
+        try:
+            outcomes[name] = _outcome(future.state, started)
+        except Exception as err:  # noqa: BLE001 - collected and raised below, with every other failure
+            failed[name] = str(err).splitlines()[0]
+        update_progress_artifact(progress, progress=100.0 * (len(outcomes) + len(failed)) / max(total, 1))
+
+    while pending or running:
+        while pending and len(running) < width:
+            name, upstream = pending.pop(0)
+            future = _prepared(stage, recipe, upstream, force, store).with_options(task_run_name=name).submit(
+                recipe=recipe, upstream=upstream, force=force, remote=False)
+            running[future] = (name, time.perf_counter())
+        finish(next(as_completed(list(running))))
+    if failed:
+        lines = "\n".join(f"  {name}: {why}" for name, why in sorted(failed.items()))
+        raise StagesFailed(f"{len(failed)} of {total} {stage} runs failed (the other {len(outcomes)} are stored and "
+                           f"will be reused):\n{lines}")
+    return {name: outcomes[name] for name in upstreams}

@@ -4,11 +4,13 @@ a specific reason, the good rows are all kept, and rows_in == kept + filtered + 
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
 from curation_fixtures import bomb_png, png, read_jsonl, stage_context
-from infimmr_core.curation import run
+from infimmr_core.curation.stage import curate_locally
 
 # Captions and rollouts are not what these tests are about; phase 2 then cannot ask for captions.
 FAST = ["curation.captioning.enabled=false", "curation.difficulty.enabled=false", "phases.2.input=image"]
@@ -62,7 +64,7 @@ def test_broken_rows_go_to_quarantine_with_reasons(tmp_path):
     path = _dataset(tmp_path)
     ctx = stage_context(tmp_path, FAST + ["curation.max_quarantine_fraction=0.9"],
                         sources=[{"kind": "canonical", "path": str(path), "name": "data"}])
-    metrics = run(ctx)
+    metrics = curate_locally(ctx)
     report = json.loads((ctx.out_dir / "report.json").read_text())
     assert report["rows_in"] == len(GOOD) + len(BROKEN) + len(FILTERED)
     assert report["rows_in"] == report["kept"] + sum(report["filtered"].values()) + sum(report["quarantined"].values())
@@ -84,6 +86,7 @@ def test_broken_rows_go_to_quarantine_with_reasons(tmp_path):
 def test_too_much_quarantine_fails_and_points_at_it(tmp_path):
     path = _dataset(tmp_path)
     ctx = stage_context(tmp_path, FAST, sources=[{"kind": "canonical", "path": str(path), "name": "data"}])
-    with pytest.raises(RuntimeError, match=r"more than curation.max_quarantine_fraction = 5.0%: see .*quarantine.jsonl"):
-        run(ctx)
-    assert len(read_jsonl(ctx.work_dir / "quarantine.jsonl")) == len(BROKEN)
+    with pytest.raises(RuntimeError, match=r"more than curation.max_quarantine_fraction = 5.0%: see .*quarantine.jsonl") as failed:
+        curate_locally(ctx)
+    pointed_at = Path(re.search(r"see (\S+quarantine\.jsonl)", str(failed.value)).group(1))
+    assert len(read_jsonl(pointed_at)) == len(BROKEN)

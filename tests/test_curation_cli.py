@@ -26,8 +26,13 @@ def test_curate_command_json_report(tmp_path):
     assert report["filtered"] == {"empty answer": 1}
     assert report["quarantined"] == {"missing field q": 1}
     assert report["artifacts"]["quarantine.jsonl"].startswith(report["uri"])
+    # The stage ran in its parts: collect, one shard (one good row), the merge; with a progress bar over the shards.
+    assert report.pop("parts") == {"curate-collect": "completed", "shard-00000": "completed", "curate": "completed"}
+    assert "curate shards: 100%" in done.stderr
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-    assert json.loads(again.stdout) == report
+    second = json.loads(again.stdout)
+    assert second.pop("parts") == {"curate": "cached"}
+    assert second == report
 
 
 def test_curate_command_rejects_bad_mapping(tmp_path):

@@ -8,8 +8,7 @@ import re
 import pytest
 
 from curation_fixtures import stage_context, write_jsonl, write_parquet
-from infimmr_core.curation.ledger import Ledger
-from infimmr_core.curation.stage import band, collect
+from infimmr_core.curation.stage import curate_locally
 from infimmr_core.data.pool_io import read_pool
 from infimmr_core.inference import GenerationRequest, SamplingSpec
 
@@ -43,6 +42,10 @@ def _context(tmp_path, overrides):
                          sources=[{"kind": "canonical", "path": str(path), "name": "add"}])
 
 
+def _kept(ctx):
+    return [s for name in ("text", "image") for s in read_pool(ctx.out_dir / "pools" / f"{name}.parquet")]
+
+
 @pytest.mark.parametrize(
     ("band_overrides", "kept_rights"),
     [
@@ -53,23 +56,20 @@ def _context(tmp_path, overrides):
 )
 def test_exactly_in_band_samples_stay(tmp_path, band_overrides, kept_rights):
     ctx = _context(tmp_path, band_overrides)
-    ledger = Ledger(tmp_path / "q.jsonl", tmp_path / "d.jsonl")
     policy = ScriptedPolicy()
-    kept = [s for path in band(ctx, ledger, collect(ctx, ledger), lambda: policy) for s in read_pool(path)]
+    report = curate_locally(ctx, open_policy=lambda: policy)
     expected = {p: right / K for p, (_, right) in SCRIPT.items() if right in kept_rights}
-    assert {s.problem: s.pass_rate for s in kept} == expected
-    assert ledger.filtered["pass rate out of band"] == len(SCRIPT) - len(expected)
+    assert {s.problem: s.pass_rate for s in _kept(ctx)} == expected
+    assert report["filtered"].get("pass rate out of band", 0) == len(SCRIPT) - len(expected)
     assert policy.calls == 4  # 10 samples in shards of 3
 
 
 def test_rollouts_resume_per_shard(tmp_path):
     ctx = _context(tmp_path, [])
-    ledger = Ledger(tmp_path / "q.jsonl", tmp_path / "d.jsonl")
-    shards = collect(ctx, ledger)
-    band(ctx, ledger, shards, ScriptedPolicy)
-    (ctx.work_dir / "pass_rates" / "shard-00001.json").unlink()  # as if the run died in the second shard
+    curate_locally(ctx, open_policy=ScriptedPolicy)
+    (ctx.work_dir / "parts" / "shard-00001-work" / "pass_rates" / "shard-00001.json").unlink()  # as if it died there
     again = ScriptedPolicy()
-    band(ctx, Ledger(tmp_path / "q2.jsonl", tmp_path / "d2.jsonl"), shards, lambda: again)
+    curate_locally(ctx, open_policy=lambda: again)
     assert again.calls == 1
 
 
@@ -83,8 +83,8 @@ def test_dataset_pass_rate_column(tmp_path):
     ctx = stage_context(tmp_path, ["curation.captioning.enabled=false", "phases.2.input=image",
                                    "curation.difficulty.pass_rate_column=PassRate_32BTrained", "curation.difficulty.inclusive=false"],
                         sources=[{"kind": "virl39k", "path": str(path)}])
-    ledger = Ledger(tmp_path / "q.jsonl", tmp_path / "d.jsonl")
-    kept = [s for path in band(ctx, ledger, collect(ctx, ledger)) for s in read_pool(path)]
+    report = curate_locally(ctx, open_policy=lambda: pytest.fail("the column stands in for rollouts"))
+    kept = _kept(ctx)
     assert {s.id: s.pass_rate for s in kept} == {"virl39k-q1": 0.25, "virl39k-q4": 0.5}
-    assert ledger.filtered == {"pass rate out of band": 2, "no pass rate": 1}
+    assert report["filtered"] == {"pass rate out of band": 2, "no pass rate": 1}
     assert all(re.fullmatch(r"\d+", s.answer) for s in kept)  # the boxed gold was unwrapped

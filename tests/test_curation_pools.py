@@ -7,7 +7,7 @@ import pytest
 
 from curation_fixtures import png, stage_context, write_jsonl
 from infimmr_core.config import PoolsConfig
-from infimmr_core.curation import run
+from infimmr_core.curation.stage import curate_locally
 from infimmr_core.curation.pools import Candidate, assign_pools
 from infimmr_core.data.pool_io import read_pool
 
@@ -26,7 +26,7 @@ def test_pools_across_shards(tmp_path, overlap):
     path = write_jsonl(folder / "mixed.jsonl", rows)
     ctx = stage_context(tmp_path, FAST + [f"curation.pools.overlap={overlap}", "curation.pools.max_text=10"],
                         sources=[{"kind": "canonical", "path": str(path), "name": "m"}])
-    metrics = run(ctx)
+    metrics = curate_locally(ctx)
     candidates = [Candidate(f"m-{r['id']}", "images" in r, False) for r in rows]
     expected = assign_pools(candidates, PoolsConfig(overlap=overlap, max_text=10), seed=0)
     written = {name: [s.id for s in read_pool(ctx.out_dir / "pools" / f"{name}.parquet")] for name in expected}

@@ -11,7 +11,7 @@ from PIL import Image
 
 from curation_fixtures import png, read_jsonl, stage_context, write_jsonl, write_parquet
 from infimmr_core.config import DecontaminationConfig
-from infimmr_core.curation import run
+from infimmr_core.curation.stage import curate_locally
 from infimmr_core.curation.decontam import BenchmarkItem, ContaminationIndex, ngrams
 from infimmr_core.data.schema import Sample
 
@@ -57,7 +57,7 @@ def test_pool_loses_exactly_the_benchmark_copies(tmp_path):
     path = write_jsonl(data / "train.jsonl", rows)
     ctx = stage_context(tmp_path, FAST, sources=[{"kind": "canonical", "path": str(path), "name": "t"}],
                         decontamination={"benchmarks": _benchmarks(tmp_path)})
-    run(ctx)
+    curate_locally(ctx)
     report = json.loads((ctx.out_dir / "report.json").read_text())
     assert report["kept"] == 4 and report["filtered"] == {"contaminated": 4}
     assert report["decontamination"] == {"math500": 2, "mathverse": 2}

@@ -109,8 +109,13 @@ def test_pipeline_on_s3(cli_env, s3_env, s3_server, tmp_path):
     bucket = s3_env
     env = {**cli_env, **{k: os.environ[k] for k in os.environ if k.startswith("AWS_")},
            "INFIMMR_CACHE_DIR": os.environ["INFIMMR_CACHE_DIR"]}
-    summary = run_json(["run", "--recipe", "smoke", "--store", f"s3://{bucket}/runs/smoke"], env, tmp_path)
+    # Two curation shards at a time (their results do not depend on it: the second run below finds the same keys).
+    summary = run_json(["run", "--recipe", "smoke", "--store", f"s3://{bucket}/runs/smoke",
+                        "--set", "runtime.parallel_shards=2"], env, tmp_path)
     assert set(states(summary).values()) == {"completed"}
+    assert summary["stages"]["curate"]["parts"] == {
+        "curate-collect": "completed", "shard-00000": "completed", "shard-00001": "completed", "shard-00002": "completed",
+    }
     keys = {o["Key"] for page in s3_server.client().get_paginator("list_objects_v2").paginate(Bucket=bucket)
             for o in page.get("Contents", [])}
     for stage in STAGES:

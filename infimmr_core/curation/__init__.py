@@ -1,6 +1,4 @@
-"""The curate stage (`run(ctx)`) and its parts: answer typing, filters, dedup, decontamination, captioning,
-difficulty, pools, the ledger that accounts for every row, and resumable shards."""
+"""Curation: answer typing, filters, dedup, decontamination, captioning, difficulty, pools, the ledger that accounts
+for every row, and resumable shards. The curate stage runs in parts (collect.py, enrich.py, merged by stage.py).
 
-from infimmr_core.curation.stage import run
-
-__all__ = ["run"]
+Nothing is imported here: a part's key covers its own code closure, which includes this file."""

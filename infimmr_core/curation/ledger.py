@@ -1,19 +1,31 @@
 """The ledger: what happened to every row, so that `rows_in == kept + filtered + quarantined` can be checked.
 
 Quarantined rows and decontamination matches are streamed to JSONL files as they happen (memory stays bounded);
-counts group by reason kind ("image file not found: a.png" counts as "image file not found").
+counts group by reason kind ("image file not found: a.png" counts as "image file not found"). Each part of the
+curate stage (collect, every shard) keeps its own ledger and stores its counts; the merge adds them up.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from infimmr_core.data.schema import Sample
 from infimmr_core.data.sources import Quarantined
 
 BINS = 10
+COUNTS_FILE = "ledger.json"
+QUARANTINE_FILE = "quarantine.jsonl"
+DECONTAMINATION_FILE = "decontamination.jsonl"
+LEDGER_FILES = (COUNTS_FILE, QUARANTINE_FILE, DECONTAMINATION_FILE)
+
+
+def position(sample: Sample) -> str:
+    """Where a sample came from, for its quarantine record; generated samples have no file position, their id says."""
+    return str(sample.metadata.get("source_position", sample.id))
 
 
 def reason_kind(reason: str) -> str:
@@ -21,16 +33,19 @@ def reason_kind(reason: str) -> str:
 
 
 class Ledger:
-    def __init__(self, quarantine_path: Path, decontamination_path: Path):
+    """Counts by reason, plus the quarantine and decontamination records streamed into `folder`."""
+
+    def __init__(self, folder: Path):
         self.rows_in = 0
         self.filtered: Counter[str] = Counter()
         self.quarantined: Counter[str] = Counter()
         self.contaminated_by: Counter[str] = Counter()
         self.steps: list[dict[str, Any]] = []
-        quarantine_path.parent.mkdir(parents=True, exist_ok=True)
-        self.quarantine_path, self.decontamination_path = quarantine_path, decontamination_path
-        self._quarantine = quarantine_path.open("w")
-        self._decontamination = decontamination_path.open("w")
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        self.quarantine_path, self.decontamination_path = folder / QUARANTINE_FILE, folder / DECONTAMINATION_FILE
+        self._quarantine = self.quarantine_path.open("w")
+        self._decontamination = self.decontamination_path.open("w")
 
     def filter(self, reason: str) -> None:
         self.filtered[reason_kind(reason)] += 1
@@ -49,6 +64,26 @@ class Ledger:
 
     def step(self, name: str, remaining: int) -> None:
         self.steps.append({"step": name, "remaining": remaining})
+
+    def save(self, **extra: Any) -> None:
+        """Close the record files and write the counts (and `extra`) beside them: what a part of the stage stores."""
+        self.close()
+        counts = {"rows_in": self.rows_in, "filtered": self.filtered, "quarantined": self.quarantined,
+                  "contaminated_by": self.contaminated_by, "steps": self.steps, **extra}
+        (self.folder / COUNTS_FILE).write_text(json.dumps(counts, indent=2, sort_keys=True))
+
+    def absorb(self, files: dict[str, Path]) -> dict[str, Any]:
+        """Add a saved ledger's counts and append its records; `files` maps the names of LEDGER_FILES to where they
+        are. Returns the saved counts (its steps are for the caller to combine)."""
+        counts = json.loads(files[COUNTS_FILE].read_text())
+        self.rows_in += counts["rows_in"]
+        self.filtered.update(counts["filtered"])
+        self.quarantined.update(counts["quarantined"])
+        self.contaminated_by.update(counts["contaminated_by"])
+        for name, sink in ((QUARANTINE_FILE, self._quarantine), (DECONTAMINATION_FILE, self._decontamination)):
+            with files[name].open() as records:
+                shutil.copyfileobj(records, sink)
+        return counts
 
     def close(self) -> None:
         self._quarantine.close()

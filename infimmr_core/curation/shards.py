@@ -52,7 +52,7 @@ def resumable(
         results = compute(samples)
         write_json_atomic(target, {"ids": ids_digest(samples), "results": results})
         computed += 1
-        log(f"{step} shard {number}/{len(shard_paths)} done ({len(samples)} samples)")
+        log(f"{step} {path.stem} done ({len(samples)} samples; {number}/{len(shard_paths)})")
     return computed
 
 
