@@ -38,6 +38,9 @@ def _print_summary(summary: dict[str, Any], total: float) -> None:
     print(f"\nrecipe {summary['recipe']} -> store {summary['store']} ({total:.1f} s)", file=sys.stderr)
     for name, s in summary["stages"].items():
         print(f"  {name:<9} {s['state']:<10} {s['seconds']:>8.1f} s  {s['uri']}", file=sys.stderr)
+        if parts := s.get("parts"):  # the curate stage's collect and shard tasks
+            counts = {state: list(parts.values()).count(state) for state in sorted(set(parts.values()))}
+            print(f"  {'':<9} parts: {', '.join(f'{n} {state}' for state, n in counts.items())}", file=sys.stderr)
 
 
 def _run(args: argparse.Namespace, stage: str | None) -> int:

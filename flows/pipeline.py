@@ -3,6 +3,7 @@ Composition only: the graph comes from infimmr_core.stages, the work from the st
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from prefect import flow
@@ -39,6 +40,7 @@ def run_curate(recipe: Recipe, *, force: bool, store: ArtifactStore) -> StageOut
     after a failure redoes only what failed."""
     if not force and stored_ref(store, "curate", recipe, {}) is not None:
         return call_stage("curate", recipe, {}, force=False, store=store)
+    started = time.perf_counter()
     collect = call_stage(COLLECT, recipe, {}, force=force, store=store)
     inputs = shard_refs(store, collect.ref)
     shards = map_stage(SHARD, recipe, {name: {"shard": ref} for name, ref in inputs.items()}, force=force, store=store,
@@ -46,7 +48,7 @@ def run_curate(recipe: Recipe, *, force: bool, store: ArtifactStore) -> StageOut
     upstream = merge_inputs(store, collect.ref, {name: o.ref for name, o in shards.items()})
     outcome = call_stage("curate", recipe, upstream, force=force, store=store)
     parts = {COLLECT: collect.state} | {name: o.state for name, o in shards.items()}
-    return outcome.model_copy(update={"parts": parts})
+    return outcome.model_copy(update={"parts": parts, "seconds": round(time.perf_counter() - started, 3)})
 
 
 def run_stage(stage: str, recipe: Recipe, upstream: dict[str, ArtifactRef], *, force: bool, store: ArtifactStore,
