@@ -10,12 +10,12 @@ import json
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 from infimmr_core.config import Recipe
 from infimmr_core.recipes import RecipeError, builtin_recipes, load_recipe, recipe_yaml
 from infimmr_core.stages import STAGES
-from infimmr_core.store import StoreError, store_from_config
+from infimmr_core.store import ArtifactStore, Manifest, StoreError, store_from_config
 
 
 def _quiet_offline_prefect() -> None:
@@ -95,7 +95,7 @@ def _deploy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _curate_parts(recipe: Recipe, store: Any) -> tuple[Any, dict[str, str]]:
+def _curate_parts(recipe: Recipe, store: ArtifactStore) -> tuple[Manifest, dict[str, str]]:
     """The curate stage's parts in child processes, without Prefect, with a progress bar over the shards; each part
     is reused when the store holds it. Returns the curate manifest and each part's state."""
     from tqdm import tqdm
@@ -106,7 +106,7 @@ def _curate_parts(recipe: Recipe, store: Any) -> tuple[Any, dict[str, str]]:
 
     states: dict[str, str] = {}
 
-    def part(stage: str, upstream: dict[str, ArtifactRef], label: str, say: Any) -> ArtifactRef:
+    def part(stage: str, upstream: dict[str, ArtifactRef], label: str, say: Callable[[str], None]) -> ArtifactRef:
         inputs = key_inputs(stage, recipe, {name: ref.digest for name, ref in upstream.items()})
         key = key_of(inputs)
         manifest = store.manifest(stage, key)
@@ -126,7 +126,9 @@ def _curate_parts(recipe: Recipe, store: Any) -> tuple[Any, dict[str, str]]:
         for name, ref in bar:
             shards[name] = part(SHARD, {"shard": ref}, name, lambda line: bar.write(line, file=sys.stderr))
     merged = part("curate", merge_inputs(store, collect, shards), "curate", to_stderr)
-    return store.manifest("curate", merged.key), states
+    manifest = store.manifest("curate", merged.key)
+    assert manifest is not None  # the merge just stored it
+    return manifest, states
 
 
 def _curate(args: argparse.Namespace) -> int:
