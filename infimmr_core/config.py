@@ -180,6 +180,11 @@ class DifficultyConfig(Strict):
             raise ValueError(f"min_pass_rate {self.min_pass_rate} > max_pass_rate {self.max_pass_rate}")
         return self
 
+    @property
+    def rolls_out(self) -> bool:
+        """Whether pass rates come from policy rollouts (rather than a dataset column, or not at all)."""
+        return self.enabled and self.pass_rate_column is None
+
     def keeps(self, pass_rate: float) -> bool:
         if self.inclusive:
             return self.min_pass_rate <= pass_rate <= self.max_pass_rate

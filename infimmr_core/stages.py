@@ -61,11 +61,6 @@ def _collect_config(recipe: Recipe) -> dict[str, Any]:
 _BAND = {"enabled", "min_pass_rate", "max_pass_rate", "inclusive", "pass_rate_column"}
 
 
-def _uses_rollouts(recipe: Recipe) -> bool:
-    difficulty = recipe.curation.difficulty
-    return difficulty.enabled and difficulty.pass_rate_column is None
-
-
 def _shard_config(recipe: Recipe) -> dict[str, Any]:
     """What shapes one shard's captions and pass rates, and nothing else: the band, the pools and the dataset's own
     pass-rate column are applied when the shards are merged."""
@@ -75,7 +70,7 @@ def _shard_config(recipe: Recipe) -> dict[str, Any]:
     if cur.captioning.enabled:
         sliced["captioning"] = _dump(cur.captioning)
         needs_base = cur.captioning.model is None
-    if _uses_rollouts(recipe):
+    if cur.difficulty.rolls_out:
         sliced["rollouts"] = {k: v for k, v in _dump(cur.difficulty).items() if k not in _BAND}
         sliced["prompts"], sliced["rewards"] = _dump(recipe.prompts), _dump(recipe.rewards)
         needs_base = needs_base or cur.difficulty.policy is None

@@ -83,7 +83,7 @@ def enrich(
     if cur.captioning.enabled:
         shard = caption(ctx, ledger, shard, open_captioner)
     out = folder / SAMPLES_FILE
-    if cur.difficulty.enabled and cur.difficulty.pass_rate_column is None:
+    if cur.difficulty.rolls_out:
         measure_pass_rates(ctx, shard, out, open_policy)
     else:  # the band reads the dataset's own column when the shards are merged
         shutil.copyfile(shard, out)
