@@ -24,6 +24,7 @@ from infimmr_core.data.pool_io import read_pool
 from infimmr_core.data.prompts import build_messages
 from infimmr_core.data.schema import Sample
 from infimmr_core.models import load_model, load_processor
+from infimmr_core.resume import exact_resume
 from infimmr_core.rewards import RewardPool, ScoreItem, format_reward
 from infimmr_core.store import store_from_config
 
@@ -227,7 +228,7 @@ def build_trainer(run: PhaseRun, pool: RewardPool, sync: CheckpointSync | None =
     model = load_model(run.init_dir, device=run.device, dtype="bfloat16" if bf16 else "float32")
     if cfg.freeze_vision_tower:
         vision_tower(model).requires_grad_(False)
-    trainer = GRPOTrainer(
+    trainer = exact_resume(GRPOTrainer)(  # Trainer's own resume restores no weights (infimmr_core.resume)
         model=model,
         reward_funcs=make_reward_funcs(recipe.rewards, pool),
         args=grpo_args(cfg, recipe.rewards, run.trainer_dir, run.device),
