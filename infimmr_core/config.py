@@ -6,12 +6,26 @@ UI's run form, so a field's description and constraints are written once, here.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.fields import FieldInfo
 
 from infimmr_core.data.prompts import DEFAULT_CAPTION_TEMPLATE, DEFAULT_SYSTEM_PROMPT, PhaseInput, validate_caption_template
 from infimmr_core.rewards import AnswerFormat, FormatMode
+
+
+def operational(default: Any = ..., **kwargs: Any) -> Any:
+    """A field that says how or where a stage runs, never what it produces (a node's rank, a port, a worker count,
+    where checkpoints go). No artifact key holds it, so changing it recomputes nothing and every node of one run
+    computes the same keys. Every other field shapes the artifacts of the stages whose slice holds it."""
+    if "default_factory" in kwargs:
+        return Field(json_schema_extra={"operational": True}, **kwargs)
+    return Field(default, json_schema_extra={"operational": True}, **kwargs)
+
+
+def is_operational(field: FieldInfo) -> bool:
+    return isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("operational") is True
 
 
 class Strict(BaseModel):
@@ -67,7 +81,7 @@ class RewardConfig(Strict):
         "answer_tag_boxed", description="Where the final answer must be: <answer> tags, \\boxed{}, or \\boxed{} inside <answer>."
     )
     timeout_seconds: float = Field(5.0, gt=0, description="Per-completion verification timeout.")
-    workers: int = Field(2, ge=1, description="Worker processes for batch scoring.")
+    workers: int = operational(2, ge=1, description="Worker processes for batch scoring.")
 
 
 class GenerationConfig(Strict):
@@ -267,15 +281,16 @@ class DistributedSettings(Strict):
     """How the phase process is launched: in the stage process, or as `accelerate launch` with N processes."""
 
     num_processes: int = Field(1, ge=1, description="Processes (GPUs) per machine; > 1 runs the phase under `accelerate launch`.")
-    accelerate_config: str = Field(
+    # Operational: DDP, ZeRO and FSDP compute the same update; which one fits a machine is not part of the model.
+    accelerate_config: str = operational(
         "auto",
         description="Shipped config name (single_gpu, multi_gpu, cpu_gloo, deepspeed_zero2, deepspeed_zero3, fsdp), a "
         "path to an accelerate YAML, or auto (single_gpu / multi_gpu on CUDA, cpu_gloo on CPU).",
     )
     num_machines: int = Field(1, ge=1, description="Nodes; > 1 needs machine_rank and main_process_ip per node.")
-    machine_rank: int = Field(0, ge=0)
-    main_process_ip: str | None = Field(None, description="Address of rank 0's node (multi-node only).")
-    main_process_port: int | None = Field(None, ge=1, le=65535, description="Rendezvous port; None = a free one.")
+    machine_rank: int = operational(0, ge=0, description="This node's rank, 0 .. num_machines - 1 (multi-node only).")
+    main_process_ip: str | None = operational(None, description="Address of rank 0's node (multi-node only).")
+    main_process_port: int | None = operational(None, ge=1, le=65535, description="Rendezvous port; None = a free one.")
 
 
 class PhaseConfig(Strict):
@@ -310,26 +325,26 @@ class PhaseConfig(Strict):
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping.")
     bf16: bool = Field(True)
-    gradient_checkpointing: bool = Field(True)
+    gradient_checkpointing: bool = operational(True, description="Recompute activations in the backward pass: less memory, same update.")
     seed: int = Field(42)
     logging_steps: int = Field(1, ge=1)
-    save_steps: int = Field(50, ge=1, description="Checkpoint (and sync it to the store) every N optimiser steps.")
-    keep_last_checkpoints: int = Field(2, ge=1, description="Checkpoints kept locally and in the store; older are pruned.")
+    save_steps: int = operational(50, ge=1, description="Checkpoint (and sync it to the store) every N optimiser steps.")
+    keep_last_checkpoints: int = operational(2, ge=1, description="Checkpoints kept locally and in the store; older are pruned.")
     eval_samples: int = Field(0, ge=0, description="Pool rows held out for in-training evaluation (0 = none).")
     eval_steps: int | None = Field(None, ge=1, description="Evaluate on the held-out rows every N steps (needs eval_samples).")
-    report_to: list[str] = Field(default_factory=lambda: ["tensorboard"], description="tensorboard, wandb, ... or [].")
+    report_to: list[str] = operational(default_factory=lambda: ["tensorboard"], description="tensorboard, wandb, ... or [].")
     max_samples: int | None = Field(None, ge=1, description="Use at most this many pool rows (None = all).")
     min_pixels: int | None = Field(None, ge=1)
     max_pixels: int | None = Field(401408, ge=1, description="~0.4 MP = 512*28*28 (LMM-R1 trains at <=640*28*28).")
     freeze_vision_tower: bool = Field(False, description="Keep the vision encoder and merger frozen in this phase.")
     lora: LoraSettings | None = Field(None, description="Train LoRA adapters instead of all weights; None = full.")
     use_vllm: bool = Field(False, description="Roll out with vLLM (GPU only, needs the gpu extra).")
-    vllm_mode: Literal["colocate", "server"] = Field(
+    vllm_mode: Literal["colocate", "server"] = operational(
         "colocate", description="colocate: vLLM shares the training GPUs; server: a `trl vllm-serve` process elsewhere."
     )
-    vllm_server_base_url: str | None = Field(None, description="Server mode: e.g. http://10.0.0.5:8000.")
-    vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="Colocate mode: GPU memory share for vLLM.")
-    vllm_tensor_parallel_size: int = Field(1, ge=1, description="Colocate mode: tensor parallel size of vLLM.")
+    vllm_server_base_url: str | None = operational(None, description="Server mode: e.g. http://10.0.0.5:8000.")
+    vllm_gpu_memory_utilization: float = operational(0.3, gt=0, le=1, description="Colocate mode: GPU memory share for vLLM.")
+    vllm_tensor_parallel_size: int = operational(1, ge=1, description="Colocate mode: tensor parallel size of vLLM.")
     distributed: DistributedSettings = Field(default_factory=DistributedSettings)
 
     @model_validator(mode="after")
@@ -420,9 +435,9 @@ class EvalSetConfig(Strict):
 class JudgeConfig(Strict):
     """An LLM judge behind any OpenAI-compatible chat-completions endpoint (a local vLLM server, for example)."""
 
-    base_url: str = Field(description="Endpoint root, e.g. http://127.0.0.1:8000/v1 (…/chat/completions is appended).")
+    base_url: str = operational(description="Endpoint root, e.g. http://127.0.0.1:8000/v1 (…/chat/completions is appended).")
     model: str = Field(description="Judge model name as the endpoint knows it; reported next to every judged score.")
-    api_key_env: str | None = Field(
+    api_key_env: str | None = operational(
         "OPENAI_API_KEY", description="Environment variable holding the API key (never logged or stored); None = none."
     )
     benchmarks: list[BenchmarkName] = Field(
@@ -430,8 +445,8 @@ class JudgeConfig(Strict):
         description="Benchmarks whose official protocol uses a judge (MathVerse, MathVista; OlympiadBench in lmms-eval).",
     )
     max_tokens: int = Field(256, ge=1)
-    timeout_seconds: float = Field(120.0, gt=0, description="Per request.")
-    max_retries: int = Field(2, ge=0, description="Retries of a failed request (connection error, HTTP 5xx/429).")
+    timeout_seconds: float = operational(120.0, gt=0, description="Per request.")
+    max_retries: int = operational(2, ge=0, description="Retries of a failed request (connection error, HTTP 5xx/429).")
 
 
 class ReferenceRow(Strict):
@@ -475,8 +490,8 @@ class EvaluationConfig(Strict):
 class PublishConfig(Strict):
     repo_id: str | None = Field(None, description="Hub repo to push to; None = only write the Hub-ready folder to the store.")
     private: bool = Field(True)
-    token_env: str = Field("HF_TOKEN", description="Environment variable holding the Hub token (never logged or stored).")
-    token_secret: str | None = Field(
+    token_env: str = operational("HF_TOKEN", description="Environment variable holding the Hub token (never logged or stored).")
+    token_secret: str | None = operational(
         "hf-token", description="Prefect Secret block with the Hub token, used when the variable is unset; None = env only."
     )
     include_datasets: bool = Field(False, description="Also push the curated pools as a dataset repo '<repo_id>-data'.")
@@ -500,14 +515,16 @@ class Recipe(Strict):
     name: str = Field(description="Recipe name (shown in the model card).")
     description: str = Field("")
     base_model: ModelRef = Field(default_factory=ModelRef)
-    store: StoreConfig = Field(default_factory=StoreConfig)
+    store: StoreConfig = operational(default_factory=StoreConfig, description="Where artifacts are stored.")
     prompts: PromptConfig = Field(default_factory=PromptConfig)
     rewards: RewardConfig = Field(default_factory=RewardConfig)
     curation: CurationConfig
     phases: Phases
     evaluation: EvaluationConfig
     publish: PublishConfig = Field(default_factory=PublishConfig)
-    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    runtime: RuntimeConfig = operational(
+        default_factory=RuntimeConfig, description="How stages run on this machine: device, timeouts, threads, parallelism."
+    )
 
     @model_validator(mode="after")
     def _phase_inputs_need_images(self) -> Recipe:

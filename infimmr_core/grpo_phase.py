@@ -23,12 +23,12 @@ from infimmr_core.data.images import decode_image
 from infimmr_core.data.pool_io import read_pool
 from infimmr_core.data.prompts import build_messages
 from infimmr_core.data.schema import Sample
+from infimmr_core.layout import MODEL_DIR
 from infimmr_core.models import load_model, load_processor
 from infimmr_core.resume import exact_resume
 from infimmr_core.rewards import RewardPool, ScoreItem, format_reward
 from infimmr_core.store import store_from_config
 
-MODEL_DIR = "model"
 METRICS_FILE = "metrics.jsonl"
 
 

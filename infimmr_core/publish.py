@@ -14,8 +14,8 @@ import yaml
 from infimmr_core.config import Recipe
 from infimmr_core.context import StageContext
 from infimmr_core.hub import push_folder
+from infimmr_core.layout import MODEL_DIR
 from infimmr_core.recipes import recipe_yaml
-from infimmr_core.training import MODEL_DIR
 
 HUB_DIR = "hub"
 

@@ -17,14 +17,14 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, Field
 
-from infimmr_core.config import Recipe
-from infimmr_core.keys import code_hash, key_of, library_versions
+from infimmr_core.config import Recipe, is_operational
+from infimmr_core.keys import code_closure, code_hash, key_of, library_versions
+from infimmr_core.layout import COLLECT_PREFIX, LEDGER_FILES, SHARD_DIR
 from infimmr_core.store import ArtifactStore, Manifest
 
 StageName = Literal["curate", "phase1", "phase2", "phase3", "evaluate", "publish"]
 STAGES: tuple[str, ...] = ("curate", "phase1", "phase2", "phase3", "evaluate", "publish")
 COLLECT, SHARD = "curate-collect", "curate-shard"  # the parts of the curate stage (see the module docstring)
-SHARD_DIR = "shards"  # where curate-collect writes its shards, one Parquet file each
 
 _ML_LIBS = ("torch", "transformers", "tokenizers", "datasets", "pillow", "math-verify")
 
@@ -39,7 +39,27 @@ class StageSpec:
 
 
 def _dump(model: BaseModel) -> dict[str, Any]:
-    return model.model_dump(mode="json", by_alias=True)
+    """A config model as a key sees it: every field that shapes an artifact, none that only says how or where the
+    stage runs (fields marked `operational` in infimmr_core.config)."""
+    dumped = model.model_dump(mode="json", by_alias=True)
+    _drop_operational(model, dumped)
+    return dumped
+
+
+def _drop_operational(value: Any, dumped: Any) -> None:
+    if isinstance(value, BaseModel):
+        for name, field in type(value).model_fields.items():
+            key = field.serialization_alias or field.alias or name
+            if is_operational(field):
+                dumped.pop(key, None)
+            else:
+                _drop_operational(getattr(value, name), dumped.get(key))
+    elif isinstance(value, (list, tuple)):
+        for item, dumped_item in zip(value, dumped):
+            _drop_operational(item, dumped_item)
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            _drop_operational(item, dumped.get(name))
 
 
 def _phase_config(number: int) -> Callable[[Recipe], dict[str, Any]]:
@@ -80,8 +100,8 @@ def _shard_config(recipe: Recipe) -> dict[str, Any]:
 
 
 def _publish_config(recipe: Recipe) -> dict[str, Any]:
-    # The card shows the whole recipe, so all of it shapes this artifact, except where it ran.
-    return {k: v for k, v in _dump(recipe).items() if k not in {"store", "runtime"}}
+    # The card shows the whole recipe, so all of it shapes this artifact, except how and where it ran.
+    return _dump(recipe)
 
 
 SPECS: dict[str, StageSpec] = {
@@ -152,10 +172,6 @@ def shard_refs(store: ArtifactStore, collect: ArtifactRef) -> dict[str, Artifact
     return {ref.path.rsplit("/", 1)[-1].removesuffix(".parquet"): ref for ref in refs if ref.path}
 
 
-# The merge's input names (= COLLECT_PREFIX and SHARD_PREFIX in infimmr_core.curation.stage, checked by a test).
-COLLECT_PREFIX, LEDGER_FILES = "collect:", ("ledger.json", "quarantine.jsonl", "decontamination.jsonl")
-
-
 def merge_inputs(store: ArtifactStore, collect: ArtifactRef, shards: dict[str, ArtifactRef]) -> dict[str, ArtifactRef]:
     """The curate stage's inputs: the collect part's ledger files (not its shards) and every shard's artifact."""
     ledger = _file_refs(store, collect, lambda path: path in LEDGER_FILES)
@@ -170,17 +186,42 @@ def _uses_vllm(recipe: Recipe, stage: str) -> bool:
     return stage == "evaluate" and recipe.evaluation.generation.backend == "vllm"
 
 
+def _holds(tree: Any, field: str, matches: Callable[[Any], bool]) -> bool:
+    """Does any object in a config slice have `field` with a value that `matches`?"""
+    if isinstance(tree, dict):
+        return any((k == field and matches(v)) or _holds(v, field, matches) for k, v in tree.items())
+    return isinstance(tree, list) and any(_holds(item, field, matches) for item in tree)
+
+
+# Builders of things a recipe may ask for instead of real ones: the tiny model, synthetic data, offline benchmark
+# fixtures. Their code is part of a stage's code only when the stage's slice of the recipe uses them, so a fixture
+# edit never changes the key of a real recipe. Production code imports them only where it uses them.
+CONDITIONAL_CODE: dict[str, Callable[[dict[str, Any]], bool]] = {
+    "infimmr_core.tiny_model": lambda sliced: _holds(sliced, "name_or_path", lambda v: v == "tiny"),
+    "infimmr_core.data.synthetic": lambda sliced: _holds(sliced, "kind", lambda v: str(v).startswith("synthetic")),
+    "infimmr_core.evaluation.fixtures": lambda sliced: _holds(sliced, "source", lambda v: v == "fixture"),
+}
+
+
+def stage_code(module: str, sliced: dict[str, Any]) -> tuple[str, ...]:
+    """The modules whose structure is part of a stage's key: its module's import closure, with each conditional
+    builder only when the slice uses it."""
+    used = {name for name, uses in CONDITIONAL_CODE.items() if uses(sliced)}
+    return code_closure(module, frozenset(CONDITIONAL_CODE) - used)
+
+
 def key_inputs(stage: str, recipe: Recipe, upstream_digests: dict[str, str]) -> dict[str, Any]:
     spec = SPECS[stage]
     missing = set(spec.upstream) - set(upstream_digests)
     if missing:
         raise ValueError(f"stage {stage} needs the digests of {sorted(missing)}")
     libraries = spec.libraries + (("vllm",) if _uses_vllm(recipe, stage) else ())
+    sliced = spec.config(recipe)
     return {
         "stage": stage,
-        "config": spec.config(recipe),
+        "config": sliced,
         "upstream": {name: upstream_digests[name] for name in spec.upstream},
-        "code": code_hash(spec.module),
+        "code": code_hash(stage_code(spec.module, sliced)),
         "libraries": library_versions(libraries),
     }
 

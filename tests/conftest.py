@@ -76,7 +76,7 @@ def s3_env(s3_server, monkeypatch, tmp_path):
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
-    from infimmr_core.models import build_tiny_model  # imported here: torch/transformers are slow to import
+    from infimmr_core.tiny_model import build_tiny_model  # imported here: torch/transformers are slow to import
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model") / "model", seed=0)
 

@@ -8,10 +8,6 @@ import hashlib
 import pytest
 
 from curation_fixtures import stage_context, write_jsonl
-from infimmr_core import stages
-from infimmr_core.curation import collect as collect_module
-from infimmr_core.curation import ledger as ledger_module
-from infimmr_core.curation import stage as merge_module
 from infimmr_core.curation.collect import collect_part
 from infimmr_core.recipes import load_recipe
 from infimmr_core.stages import COLLECT, SHARD, stage_key
@@ -55,13 +51,6 @@ def test_rollouts_off_the_shard_key_ignores_prompts_and_rewards():
     overrides = ["curation.difficulty.pass_rate_column=PassRate_32BTrained"]
     assert _keys(overrides + ["rewards.timeout_seconds=9"])[SHARD] == _keys(overrides)[SHARD]
     assert _keys(overrides + ["curation.difficulty.rollouts=3"])[SHARD] == _keys(overrides)[SHARD]
-
-
-def test_the_merge_and_the_graph_name_inputs_alike():
-    # Two copies on purpose (the graph code is not part of the curation keys); they must agree.
-    assert stages.COLLECT_PREFIX == merge_module.COLLECT_PREFIX
-    assert stages.LEDGER_FILES == ledger_module.LEDGER_FILES
-    assert stages.SHARD_DIR == collect_module.SHARD_DIR
 
 
 def _shard_digests(tmp_path, name: str, rows: int) -> dict[str, str]:

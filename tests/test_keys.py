@@ -19,18 +19,28 @@ DIGESTS = {"curate": "a" * 64, "phase1": "b" * 64, "phase2": "c" * 64, "phase3":
 KEYS_SCRIPT = """
 import json, sys
 from infimmr_core.recipes import load_recipe
-from infimmr_core.stages import STAGES, SPECS, stage_key
-digests = json.loads(sys.argv[1])
-recipe = load_recipe("smoke")
-print(json.dumps({s: stage_key(s, recipe, {u: digests[u] for u in SPECS[s].upstream}) for s in STAGES}))
+from infimmr_core.stages import SPECS, stage_key
+digests, recipe_name, overrides = json.loads(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
+recipe = load_recipe(recipe_name, overrides)
+print(json.dumps({s: stage_key(s, recipe, {u: digests[u] for u in SPECS[s].upstream}) for s in SPECS}))
 """
 
 
-def keys_in_subprocess(pythonpath: Path) -> dict[str, str]:
+def keys_in_subprocess(pythonpath: Path, recipe: str = "smoke", overrides: tuple[str, ...] = ()) -> dict[str, str]:
+    """Every stage's (and part's) key, computed in a fresh interpreter that imports infimmr_core from `pythonpath`."""
     env = {**os.environ, "PYTHONPATH": str(pythonpath), "PYTHONHASHSEED": "random"}
-    out = subprocess.run([sys.executable, "-c", KEYS_SCRIPT, json.dumps(DIGESTS)], env=env, cwd=pythonpath,
-                         capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)
+    digests = {**DIGESTS, "shard": "f" * 64}
+    out = subprocess.run([sys.executable, "-c", KEYS_SCRIPT, json.dumps(digests), recipe, json.dumps(list(overrides))],
+                         env=env, cwd=pythonpath, capture_output=True, text=True, check=True)
+    return {stage: key for stage, key in json.loads(out.stdout).items()}
+
+
+def _copies(tmp_path: Path) -> tuple[Path, Path]:
+    """Two copies of infimmr_core to edit one of: the original, and the one to edit."""
+    copies = tmp_path / "original", tmp_path / "edited"
+    for target in copies:
+        shutil.copytree(ROOT / "infimmr_core", target / "infimmr_core", ignore=shutil.ignore_patterns("__pycache__"))
+    return copies
 
 
 def upstream(stage):
@@ -40,8 +50,7 @@ def upstream(stage):
 def test_same_inputs_same_key_across_processes():
     recipe = load_recipe("smoke")
     here = {s: stage_key(s, recipe, upstream(s)) for s in STAGES}
-    assert keys_in_subprocess(ROOT) == here
-    assert keys_in_subprocess(ROOT) == here
+    assert {s: k for s, k in keys_in_subprocess(ROOT).items() if s in STAGES} == here
 
 
 def test_key_inputs_hold_no_run_specific_values():
@@ -95,19 +104,16 @@ def test_code_closure_follows_helper_imports():
 
 
 def test_helper_module_edit_changes_key(tmp_path):
-    """Editing a helper module (the prompt builder) gives every stage that imports it a new key; editing a module no
-    stage of interest imports (publish) leaves the training keys alone."""
-    original = tmp_path / "original"
-    edited = tmp_path / "edited"
-    for target in (original, edited):
-        shutil.copytree(ROOT / "infimmr_core", target / "infimmr_core", ignore=shutil.ignore_patterns("__pycache__"))
-    with (edited / "infimmr_core" / "data" / "prompts.py").open("a") as fh:
-        fh.write("\n# a behaviour-neutral edit still is new code\n")
-    with (edited / "infimmr_core" / "publish.py").open("a") as fh:
-        fh.write("\n# publish-only edit\n")
+    """Changing what a helper module does (the prompt builder) gives every stage that imports it a new key;
+    changing a module no stage of interest imports (publish) leaves the training keys alone."""
+    original, edited = _copies(tmp_path)
+    prompts = edited / "infimmr_core" / "data" / "prompts.py"
+    prompts.write_text(prompts.read_text() + "\nBEHAVIOUR_CHANGE = 1\n")
+    publish = edited / "infimmr_core" / "publish.py"
+    publish.write_text(publish.read_text() + "\nPUBLISH_ONLY_CHANGE = 1\n")
     before, after = keys_in_subprocess(original), keys_in_subprocess(edited)
     assert {s for s in STAGES if before[s] != after[s]} == {"curate", "phase1", "phase2", "phase3", "evaluate", "publish"}
-    (edited / "infimmr_core" / "data" / "prompts.py").write_text((original / "infimmr_core" / "data" / "prompts.py").read_text())
+    prompts.write_text((original / "infimmr_core" / "data" / "prompts.py").read_text())
     after_publish_only = keys_in_subprocess(edited)
     assert {s for s in STAGES if before[s] != after_publish_only[s]} == {"publish"}
 
@@ -121,5 +127,7 @@ def test_downstream_closure():
 def test_computing_keys_imports_no_ml_library():
     """The orchestrator computes every key on each run: it must stay light (no torch/transformers import)."""
     script = KEYS_SCRIPT + "\nprint(json.dumps(sorted(m for m in ('torch', 'transformers', 'trl') if m in sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", script, json.dumps(DIGESTS)], cwd=ROOT, capture_output=True, text=True, check=True)
+    digests = json.dumps({**DIGESTS, "shard": "f" * 64})
+    out = subprocess.run([sys.executable, "-c", script, digests, "infimmr-3b", "[]"], cwd=ROOT, capture_output=True,
+                         text=True, check=True)
     assert json.loads(out.stdout.splitlines()[-1]) == []

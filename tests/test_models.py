@@ -9,8 +9,9 @@ import shutil
 import pytest
 from PIL import Image
 
-from infimmr_core import models
-from infimmr_core.models import TINY_MAX_PIXELS, build_tiny_model, load_model, load_processor, resolve_model
+from infimmr_core import tiny_model
+from infimmr_core.models import load_model, load_processor, resolve_model
+from infimmr_core.tiny_model import TINY_MAX_PIXELS, build_tiny_model
 
 IMAGE_QUESTION = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is 3 + 4?"}]}]
 
@@ -51,7 +52,7 @@ def test_tiny_model_loads_back(tiny_model_dir):
 
 def test_special_tokens_follow_qwen_order(tiny_model_dir):
     tokenizer = load_processor(tiny_model_dir).tokenizer
-    ids = tokenizer.convert_tokens_to_ids(list(models.QWEN_SPECIAL_TOKENS))
+    ids = tokenizer.convert_tokens_to_ids(list(tiny_model.QWEN_SPECIAL_TOKENS))
     assert ids == list(range(ids[0], ids[0] + len(ids)))
     assert ids[-1] == len(tokenizer) - 1
     assert (tokenizer.eos_token, tokenizer.pad_token) == ("<|im_end|>", "<|endoftext|>")
@@ -146,7 +147,7 @@ def fake_tiny_build(monkeypatch, tiny_model_dir):
         shutil.copytree(tiny_model_dir, out_dir, dirs_exist_ok=True)
         return out_dir
 
-    monkeypatch.setattr(models, "build_tiny_model", fake_build)
+    monkeypatch.setattr(tiny_model, "build_tiny_model", fake_build)
     return calls
 
 
@@ -164,7 +165,7 @@ def test_resolve_tiny_crash_leaves_nothing_behind(monkeypatch, tmp_path):
         (out_dir / "config.json").write_text("{}")
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(models, "build_tiny_model", crashing_build)
+    monkeypatch.setattr(tiny_model, "build_tiny_model", crashing_build)
     with pytest.raises(RuntimeError, match="boom"):
         resolve_model("tiny", None, tmp_path)
     assert list(tmp_path.iterdir()) == []

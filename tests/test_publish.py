@@ -11,7 +11,7 @@ import pytest
 from infimmr_core import publish
 from infimmr_core.context import StageContext
 from infimmr_core.recipes import load_recipe
-from infimmr_core.training import MODEL_DIR
+from infimmr_core.layout import MODEL_DIR
 from tests.hub_server import start_hub
 
 TOKEN = "hf_localtesttoken_3f9a1c7e5b2d4680"

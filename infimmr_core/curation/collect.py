@@ -19,9 +19,9 @@ from infimmr_core.data.adapters import json_safe
 from infimmr_core.data.pool_io import write_pool
 from infimmr_core.data.schema import Sample
 from infimmr_core.data.sources import Quarantined, load_source
+from infimmr_core.layout import SHARD_DIR
 
 PROGRESS_EVERY = 10_000  # rows between progress lines while reading sources
-SHARD_DIR = "shards"  # = infimmr_core.stages.SHARD_DIR (not imported: this module's key must not depend on that one)
 
 
 def normalise(sample: Sample) -> Sample:

@@ -15,12 +15,9 @@ from typing import Any
 
 from infimmr_core.data.schema import Sample
 from infimmr_core.data.sources import Quarantined
+from infimmr_core.layout import COUNTS_FILE, DECONTAMINATION_FILE, QUARANTINE_FILE
 
 BINS = 10
-COUNTS_FILE = "ledger.json"
-QUARANTINE_FILE = "quarantine.jsonl"
-DECONTAMINATION_FILE = "decontamination.jsonl"
-LEDGER_FILES = (COUNTS_FILE, QUARANTINE_FILE, DECONTAMINATION_FILE)
 
 
 def position(sample: Sample) -> str:

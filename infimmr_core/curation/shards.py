@@ -15,6 +15,7 @@ from typing import Any, Callable
 from infimmr_core.data.pool_io import read_pool
 from infimmr_core.data.schema import Sample
 from infimmr_core.keys import sha256_text
+from infimmr_core.layout import SHARD_PREFIX
 
 
 def ids_digest(samples: list[Sample]) -> str:
@@ -22,7 +23,7 @@ def ids_digest(samples: list[Sample]) -> str:
 
 
 def shard_name(index: int) -> str:
-    return f"shard-{index:05d}"
+    return f"{SHARD_PREFIX}{index:05d}"
 
 
 def write_json_atomic(path: Path, value: Any) -> None:

@@ -23,14 +23,11 @@ from infimmr_core.context import StageContext
 from infimmr_core.curation.collect import ShardWriter, check_quarantine, collect_part
 from infimmr_core.curation.difficulty import column_pass_rate
 from infimmr_core.curation.enrich import SAMPLES_FILE, Opener, enrich
-from infimmr_core.curation.ledger import LEDGER_FILES, Ledger
+from infimmr_core.curation.ledger import Ledger
 from infimmr_core.curation.pools import POOLS, Candidate, assign_pools
 from infimmr_core.data.pool_io import POOL_SCHEMA, read_pool, write_pool
 from infimmr_core.data.schema import Sample
-
-# Input names of the merge (= infimmr_core.stages.merge_inputs; not imported, so the pipeline's graph code is not
-# part of this stage's key): "collect:<ledger file>" for the collect part's records, "shard-NNNNN" for each shard.
-COLLECT_PREFIX, SHARD_PREFIX = "collect:", "shard-"
+from infimmr_core.layout import COLLECT_PREFIX, LEDGER_FILES, SHARD_PREFIX
 
 
 def band(ctx: StageContext, ledger: Ledger, shard_paths: list[Path]) -> list[Path]:

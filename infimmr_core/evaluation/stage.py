@@ -19,9 +19,9 @@ from infimmr_core.evaluation.protocol import describe_set, protocol
 from infimmr_core.evaluation.report import aggregate, curriculum, markdown, scores_document
 from infimmr_core.evaluation.scorers import SCORERS
 from infimmr_core.inference import Generator, SamplingSpec, make_generator
+from infimmr_core.layout import MODEL_DIR
 from infimmr_core.models import resolve_model
 from infimmr_core.rewards import format_reward
-from infimmr_core.training import MODEL_DIR
 
 
 def _dir_digest(path: Path) -> str:

@@ -1,0 +1,17 @@
+"""Names inside stored artifacts that a stage and its readers (the next stage, the stage graph, the UI) share.
+
+Constants only, so any module imports them without its key following more than these names.
+"""
+
+MODEL_DIR = "model"  # a phase artifact's Hugging Face model directory (the next phase starts from it)
+
+SHARD_DIR = "shards"  # curate-collect's accepted samples, one Parquet file per shard
+SHARD_PREFIX = "shard-"  # shard-00000, shard-00001, ...: a shard's file stem, task-run name and merge input name
+
+# The curation ledger, written by every part and merged by the curate stage.
+COUNTS_FILE = "ledger.json"
+QUARANTINE_FILE = "quarantine.jsonl"
+DECONTAMINATION_FILE = "decontamination.jsonl"
+LEDGER_FILES = (COUNTS_FILE, QUARANTINE_FILE, DECONTAMINATION_FILE)
+
+COLLECT_PREFIX = "collect:"  # the merge's inputs: "collect:<ledger file>" from curate-collect, then one per shard
