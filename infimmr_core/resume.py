@@ -58,6 +58,14 @@ def load_checkpoint_weights(model: Any, checkpoint_dir: str | Path) -> None:
     require_exact(source, result.missing_keys, result.unexpected_keys)
 
 
+def load_adapter_weights(model: Any, checkpoint_dir: str | Path) -> None:
+    """Load the adapter a PEFT model's checkpoint holds (peft saves and loads it under its own names) into the active
+    adapter, trainable, as Trainer does; but raise `CheckpointMismatch` where Trainer ignores peft's report."""
+    source = str(checkpoint_dir)
+    result = model.load_adapter(source, model.active_adapter, is_trainable=True)
+    require_exact(source, result.missing_keys, result.unexpected_keys)
+
+
 def exact_resume(trainer_cls: type) -> type:
     """A subclass of the (transformers) `trainer_cls` whose resume restores the model's weights exactly."""
 
@@ -66,11 +74,13 @@ def exact_resume(trainer_cls: type) -> type:
             from transformers import PreTrainedModel
 
             model = self.model if model is None else model
-            # A PEFT model's checkpoint holds only the adapter (peft names and loads it); FSDP has its own format.
-            if self.is_fsdp_enabled or not isinstance(model, PreTrainedModel):
+            if self.is_fsdp_enabled:  # FSDP checkpoints have their own format and loader
                 return super()._load_from_checkpoint(resume_from_checkpoint, model)
-            load_checkpoint_weights(model, resume_from_checkpoint)
-            return None
+            if isinstance(model, PreTrainedModel):
+                return load_checkpoint_weights(model, resume_from_checkpoint)
+            if hasattr(model, "load_adapter") and hasattr(model, "active_adapter"):
+                return load_adapter_weights(model, resume_from_checkpoint)
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
 
         def _issue_warnings_after_load(self, load_result: Any) -> None:
             # Trainer only warns here; any load that still reaches it must not go on from the wrong weights.
