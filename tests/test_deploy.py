@@ -4,7 +4,6 @@ triggered through the API (served by `infimmr deploy --serve`), and reuse of wha
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
+from processes import has_exited, signal_own_group
 
 from infimmr_core.recipes import load_recipe
 
@@ -81,18 +81,18 @@ def served(env: dict, cwd) -> Iterator[subprocess.Popen]:
     try:
         yield proc
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
+        signal_own_group(proc, signal.SIGINT)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            signal_own_group(proc, signal.SIGKILL)
         log.close()
 
 
 def wait_deployment(api: str, name: str, proc: subprocess.Popen, cwd, timeout: float = 120) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
+        if has_exited(proc):  # not poll(): an unreaped pid stays ours to signal
             raise AssertionError("serve exited:\n" + (cwd / "serve.log").read_text()[-4000:])
         resp = httpx.get(f"{api}/deployments/name/{name}", timeout=30)
         if resp.status_code == 200:

@@ -8,12 +8,11 @@ step (the restored weights, optimizer, RNG and data order all show up there). No
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import time
 
 import pytest
+from processes import has_exited, signal_own_group
 from test_training import finish, recipe_for, seed_curate, start_phase, stored_phase
 
 from infimmr_core import checkpoints
@@ -66,11 +65,11 @@ def test_resumed_phase_ends_with_the_uninterrupted_weights(uninterrupted, tmp_pa
     proc, key, _ = start_phase(recipe, curate, root)
     deadline = time.monotonic() + 240
     try:
-        while len(checkpoints.stored_steps(store, "phase1", key)) < 2 and proc.poll() is None:
+        while len(checkpoints.stored_steps(store, "phase1", key)) < 2 and not has_exited(proc):
             assert time.monotonic() < deadline, "no second checkpoint in time"
             time.sleep(0.02)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the worker was started in its own session: this group is ours alone
+        signal_own_group(proc)  # SIGKILL to the worker's own session: the phase and every process it started
         proc.wait()
     assert store.manifest("phase1", key) is None, "the phase finished before the kill: nothing was resumed"
     killed_at = checkpoints.stored_steps(store, "phase1", key)[-1]

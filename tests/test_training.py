@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from processes import has_exited, signal_own_group
 
 from infimmr_core import checkpoints
 from infimmr_core.config import DistributedSettings
@@ -102,11 +102,11 @@ def test_sigkill_after_second_sync_resumes_from_the_store(env, tmp_path):
     proc, key, _ = start_phase(recipe, curate, tmp_path)
     deadline = time.monotonic() + 240
     try:
-        while len(checkpoints.stored_steps(store, "phase1", key)) < 2 and proc.poll() is None:
+        while len(checkpoints.stored_steps(store, "phase1", key)) < 2 and not has_exited(proc):
             assert time.monotonic() < deadline, "no second checkpoint in time"
             time.sleep(0.05)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        signal_own_group(proc)  # its own session: the worker and the ranks it started
         proc.wait()
     steps = checkpoints.stored_steps(store, "phase1", key)
     assert len(steps) >= 2 and steps[-1] >= 4, steps
