@@ -1,15 +1,16 @@
 """`infimmr server`: a self-hosted Prefect server with what the pipeline needs, and workers, stopped in the right order.
 
-It starts `prefect server start`, then creates (idempotently) the automation that marks a flow run Crashed when its
-heartbeats stop (a killed machine otherwise leaves the run Running forever), the work pools, and the block that keeps
-Prefect results in the S3 artifact store. Workers started here are stopped before the server on shutdown, so none is
-left polling (and failing against) a server that is gone.
+It starts `prefect server start` with its UI pointed at itself (whatever the port), then creates (idempotently) the
+automation that marks a flow run Crashed when its heartbeats stop (a killed machine otherwise leaves the run Running
+forever), the work pools, and the block that keeps Prefect results in the S3 artifact store. Workers started here are
+stopped before the server on shutdown, so none is left polling (and failing against) a server that is gone.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +22,26 @@ from infimmr_core.runner import _die_with_parent as die_with_parent
 
 CRASH_AUTOMATION = "infimmr: mark crashed when heartbeats stop"
 HEARTBEAT_SECONDS = 30  # Prefect's minimum; the automation waits three beats
+UI_API_SETTINGS = ("PREFECT_UI_API_URL", "PREFECT_SERVER_UI_API_URL")
+
+
+def server_env(host: str, port: int, environ: dict[str, str]) -> dict[str, str]:
+    """The `prefect server start` process's environment. Prefect's UI asks `/ui-settings` where the API is, and the
+    answer defaults to PREFECT_SERVER_API_PORT (4200), not the port `--port` serves on: the UI of a server on another
+    port then shows "Oops. Something went wrong.", or the data of whatever server runs on 4200. The API is at `/api`
+    on the UI's own origin, so a relative URL reaches it from any browser, port forward or bind address; an explicit
+    PREFECT_UI_API_URL (a reverse proxy with a path prefix) is kept."""
+    env = {k: v for k, v in environ.items() if k != "PREFECT_API_URL"}  # a client setting; the server has its own
+    env |= {"PREFECT_SERVER_API_HOST": host, "PREFECT_SERVER_API_PORT": str(port)}
+    if not any(environ.get(name) for name in UI_API_SETTINGS):
+        env["PREFECT_SERVER_UI_API_URL"] = "/api"
+        env.pop("PREFECT_UI_API_URL", None)
+    if not environ.get("PREFECT_UI_URL"):  # links in automation notifications
+        shown = socket.gethostname() if host in {"0.0.0.0", "::", ""} else host
+        env["PREFECT_UI_URL"] = f"http://{shown}:{port}"
+    return env
+
+
 
 
 def wait_healthy(api_url: str, proc: subprocess.Popen | None = None, timeout: float = 120) -> None:
@@ -98,7 +119,7 @@ def serve_forever(host: str, port: int, store: StoreConfig, pools: list[str]) ->
     api_url = f"http://{host}:{port}/api"
     env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS)}
     server = _child([sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)],
-                    {k: v for k, v in env.items() if k != "PREFECT_API_URL"})
+                    server_env(host, port, env))
     workers: list[subprocess.Popen] = []
     stopping = False
 
