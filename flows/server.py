@@ -2,8 +2,10 @@
 
 It starts `prefect server start` with its UI pointed at itself (whatever the port), then creates (idempotently) the
 automation that marks a flow run Crashed when its heartbeats stop (a killed machine otherwise leaves the run Running
-forever), the work pools, and the block that keeps Prefect results in the S3 artifact store. Workers started here are
-stopped before the server on shutdown, so none is left polling (and failing against) a server that is gone.
+forever), the work pools, and the block that keeps Prefect results in the S3 artifact store. While it runs, task runs
+left unfinished by a flow run that crashed or was cancelled are given that end too: the process that would have
+finished them is gone. Workers started here are stopped before the server on shutdown, so none is left polling (and
+failing against) a server that is gone.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from infimmr_core.runner import _die_with_parent as die_with_parent
 
 CRASH_AUTOMATION = "infimmr: mark crashed when heartbeats stop"
 HEARTBEAT_SECONDS = 30  # Prefect's minimum; the automation waits three beats
+SWEEP_SECONDS = 10  # how often unfinished task runs of ended flow runs are looked for
 UI_API_SETTINGS = ("PREFECT_UI_API_URL", "PREFECT_SERVER_UI_API_URL")
 
 
@@ -40,8 +43,6 @@ def server_env(host: str, port: int, environ: dict[str, str]) -> dict[str, str]:
         shown = socket.gethostname() if host in {"0.0.0.0", "::", ""} else host
         env["PREFECT_UI_URL"] = f"http://{shown}:{port}"
     return env
-
-
 
 
 def wait_healthy(api_url: str, proc: subprocess.Popen | None = None, timeout: float = 120) -> None:
@@ -115,6 +116,44 @@ def _child(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(argv, env=env, start_new_session=True, preexec_fn=die_with_parent)
 
 
+def close_orphaned_task_runs() -> int:
+    """Give unfinished task runs of crashed or cancelled flow runs their flow run's end, and return how many.
+
+    A flow run marked Crashed by the heartbeat automation (or by a runner whose process was SIGKILLed) cannot report
+    anything any more, so its running stage task would show Running forever. Only the server side can close it, and
+    looking for such task runs (rather than reacting to an event) also closes those of runs that ended while this
+    server was down."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType, TaskRunFilter, TaskRunFilterState,
+        TaskRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Cancelled, Crashed
+
+    unfinished = TaskRunFilter(state=TaskRunFilterState(type=TaskRunFilterStateType(any_=[
+        StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING])))
+    closed = 0
+    with get_client(sync_client=True) as client:
+        for ended, state in ((StateType.CRASHED, Crashed), (StateType.CANCELLED, Cancelled)):
+            ended_runs = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[ended])))
+            for task_run in client.read_task_runs(flow_run_filter=ended_runs, task_run_filter=unfinished, limit=200):
+                flow_run = client.read_flow_run(task_run.flow_run_id)
+                why = flow_run.state.message if flow_run.state and flow_run.state.message else ""
+                message = f"Its flow run {flow_run.name!r} ended {ended.value.title()}" + (f": {why}" if why else ".")
+                client.set_task_run_state(task_run.id, state(message=message), force=True)
+                closed += 1
+    return closed
+
+
+def _sweep() -> None:
+    try:
+        if closed := close_orphaned_task_runs():
+            print(f"closed {closed} task run(s) of crashed or cancelled flow runs", file=sys.stderr, flush=True)
+    except Exception as err:  # a busy or restarting server: the next sweep tries again
+        print(f"task-run sweep failed: {err}", file=sys.stderr, flush=True)
+
+
 def serve_forever(host: str, port: int, store: StoreConfig, pools: list[str]) -> int:
     api_url = f"http://{host}:{port}/api"
     env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS)}
@@ -140,7 +179,11 @@ def serve_forever(host: str, port: int, store: StoreConfig, pools: list[str]) ->
         print(f"prefect server: {api_url} (UI http://{host}:{port}); automation '{CRASH_AUTOMATION}'"
               + (f"; results block '{block}'" if block else "") + (f"; workers for {pools}" if pools else ""),
               file=sys.stderr, flush=True)
+        next_sweep = 0.0
         while not stopping and server.poll() is None:
+            if time.monotonic() >= next_sweep:
+                _sweep()
+                next_sweep = time.monotonic() + SWEEP_SECONDS
             time.sleep(0.5)
     finally:
         shutdown(workers, server)

@@ -1,5 +1,5 @@
 """`infimmr server` as a user meets it: its UI in a browser talks to its own API whatever the port, even with another
-Prefect server on 4200.
+Prefect server on 4200; and a flow run that crashes (machine lost, process SIGKILLed) leaves no task run "Running".
 
 The browser is Debian's headless `chromium` (apt-get install chromium); the UI test is skipped where it is absent.
 """
@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -121,3 +122,74 @@ def test_ui_shows_its_own_server_whatever_the_port(own_server, server_on_4200, t
         assert len(image.convert("L").getcolors(maxcolors=1 << 16) or range(1 << 16)) > 16, "blank screenshot"
     api_url = httpx.get(f"{ui}/ui-settings", timeout=30).json()["api_url"]
     assert urljoin(f"{ui}/", api_url) == own_server
+
+
+STUCK_FLOW = """
+import sys, time
+from prefect import flow, task
+from prefect.runtime import flow_run
+
+@task
+def stage():
+    with open(sys.argv[1], "w") as f:
+        f.write(flow_run.id)
+    time.sleep(900)
+
+@flow
+def stuck():
+    stage()
+
+stuck()
+"""
+
+
+def _task_runs(api: str, flow_run_id: str) -> list[dict]:
+    body = {"flow_runs": {"id": {"any_": [flow_run_id]}}}
+    return httpx.post(f"{api}/task_runs/filter", json=body, timeout=30).json()
+
+
+def _wait(what: str, check, timeout: float):
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        assert time.monotonic() < deadline, f"{what} after {timeout:.0f} s"
+        time.sleep(1)
+    return found
+
+
+def _run_stuck_flow(api: str, tmp_path: Path, extra_env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """A flow run whose task runs (Running, for the API) until the process is killed; returns (process, run id)."""
+    script, marker = tmp_path / "stuck.py", tmp_path / "flow-run-id"
+    script.write_text(STUCK_FLOW)
+    env = _quiet_env(tmp_path / "client") | {"PREFECT_API_URL": api} | extra_env
+    proc = subprocess.Popen([sys.executable, str(script), str(marker)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    flow_run_id = _wait("no flow run started", lambda: marker.exists() and marker.read_text(), 180)
+    _wait("the task never showed Running",
+          lambda: [t for t in _task_runs(api, flow_run_id) if t["state_type"] == "RUNNING"], 60)
+    return proc, flow_run_id
+
+
+def test_crashed_flow_run_leaves_no_task_running(own_server, tmp_path):
+    proc, flow_run_id = _run_stuck_flow(own_server, tmp_path, {})
+    _stop(proc, signal.SIGKILL)  # as a lost machine: nothing in the process gets to report anything
+    # What the heartbeat automation does once the beats stop: mark the flow run Crashed.
+    crashed = {"type": "CRASHED", "message": "No heartbeat for 90 s: marked Crashed."}
+    httpx.post(f"{own_server}/flow_runs/{flow_run_id}/set_state", json={"state": crashed}, timeout=30).raise_for_status()
+
+    [task] = _wait("the task run is still not Crashed", lambda: [
+        t for t in _task_runs(own_server, flow_run_id) if t["state_type"] == "CRASHED"], 60)
+    assert "ended Crashed: No heartbeat for 90 s" in task["state"]["message"]
+    assert [t["state_type"] for t in _task_runs(own_server, flow_run_id)] == ["CRASHED"]
+
+
+@pytest.mark.slow
+def test_heartbeat_automation_then_sweep_close_a_killed_run(own_server, tmp_path):
+    """The whole path with real heartbeats: SIGKILL, no beat for 90 s, the automation marks the flow run Crashed,
+    and the server closes its task run."""
+    proc, flow_run_id = _run_stuck_flow(own_server, tmp_path, {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"})
+    _stop(proc, signal.SIGKILL)
+    flow_run = _wait("the automation never marked the run Crashed", lambda: (
+        run := httpx.get(f"{own_server}/flow_runs/{flow_run_id}", timeout=30).json())["state_type"] == "CRASHED" and run, 300)
+    assert "No heartbeat" in flow_run["state"]["message"]
+    _wait("the task run is still not Crashed", lambda: [
+        t for t in _task_runs(own_server, flow_run_id) if t["state_type"] == "CRASHED"], 60)
