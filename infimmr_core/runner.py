@@ -17,10 +17,10 @@ import tempfile
 import threading
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from infimmr_core.config import Recipe
-from infimmr_core.stages import ArtifactRef
+from infimmr_core.stages import ArtifactRef, StagePlan
 from infimmr_core.store import Manifest
 
 
@@ -38,19 +38,18 @@ def _die_with_parent() -> None:
 
 
 def run_stage_process(
-    stage: str,
+    plan: StagePlan,
     recipe: Recipe,
     upstream: dict[str, ArtifactRef],
-    key: str,
-    key_inputs: dict[str, Any],
     on_line: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
 ) -> Manifest:
+    stage = plan.stage
     with tempfile.TemporaryDirectory(prefix=f"infimmr-{stage}-") as tmp:
         spec_path, result_path = Path(tmp, "spec.json"), Path(tmp, "result.json")
         spec_path.write_text(json.dumps({
             "stage": stage,
-            "key": key,
-            "key_inputs": key_inputs,
+            "key": plan.key,
+            "key_inputs": plan.key_inputs,
             "recipe": recipe.model_dump(mode="json", by_alias=True),
             "upstream": {name: ref.model_dump(mode="json") for name, ref in upstream.items()},
             "result_path": str(result_path),

@@ -13,7 +13,7 @@ shard whose samples did not change (e.g. the earlier shards of a source that gre
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -243,11 +243,58 @@ class UpstreamMissing(RuntimeError):
     pass
 
 
+class StagePlan(BaseModel):
+    """A stage with its inputs fixed: its key, computed once, and everything that went into it."""
+
+    stage: str
+    key: str
+    key_inputs: dict[str, Any]
+
+
+def plan_stage(stage: str, recipe: Recipe, upstream: dict[str, ArtifactRef]) -> StagePlan:
+    inputs = key_inputs(stage, recipe, {name: ref.digest for name, ref in upstream.items()})
+    return StagePlan(stage=stage, key=key_of(inputs), key_inputs=inputs)
+
+
+def produce(store: ArtifactStore, plan: StagePlan, run: Callable[[StagePlan], Manifest], *, force: bool = False) -> ArtifactRef:
+    """The one path from a key to an artifact: the stored artifact when its manifest exists (unless forced), else
+    what `run` stores. The Prefect stage task and the CLI both go through here."""
+    if not force and (manifest := store.manifest(plan.stage, plan.key)):
+        return ArtifactRef.from_manifest(store, manifest, reused=True)
+    return ArtifactRef.from_manifest(store, run(plan), reused=False)
+
+
 def stored_ref(store: ArtifactStore, stage: str, recipe: Recipe, upstream: dict[str, ArtifactRef]) -> ArtifactRef | None:
     """The stored artifact for `stage` given its inputs, or None when it has not been produced."""
-    key = stage_key(stage, recipe, {n: r.digest for n, r in upstream.items()})
-    manifest = store.manifest(stage, key)
+    manifest = store.manifest(stage, plan_stage(stage, recipe, upstream).key)
     return ArtifactRef.from_manifest(store, manifest, reused=True) if manifest else None
+
+
+class PartOutcome(Protocol):
+    ref: ArtifactRef
+    state: str  # "completed" | "cached"
+
+
+Outcome = TypeVar("Outcome", bound=PartOutcome)
+
+
+def curate_from_parts(
+    store: ArtifactStore, recipe: Recipe, *, force: bool,
+    run_part: Callable[[str, dict[str, ArtifactRef]], Outcome],
+    run_shards: Callable[[dict[str, dict[str, ArtifactRef]]], dict[str, Outcome]],
+) -> tuple[Outcome | None, dict[str, Outcome]]:
+    """The curate stage from its parts: collect, then every shard, then the merge; each part is reused when stored,
+    so a rerun after a failure redoes only what failed. How a part runs (a Prefect task, a child process under a
+    progress bar) is the caller's; what runs, in which order, on which inputs, is decided here.
+
+    Returns the merge's outcome and every part's, or (None, {}) when the curate artifact is already stored (then
+    nothing ran and no part was looked at)."""
+    if not force and stored_ref(store, "curate", recipe, {}) is not None:
+        return None, {}
+    collect = run_part(COLLECT, {})
+    shards = run_shards({name: {"shard": ref} for name, ref in shard_refs(store, collect.ref).items()})
+    merged = run_part("curate", merge_inputs(store, collect.ref, {name: o.ref for name, o in shards.items()}))
+    return merged, {COLLECT: collect, **shards}
 
 
 def resolve_upstream(store: ArtifactStore, stage: str, recipe: Recipe) -> dict[str, ArtifactRef]:

@@ -10,14 +10,13 @@ from typing import Any
 from prefect.cache_policies import CachePolicy
 
 from infimmr_core.keys import sha256_text
-from infimmr_core.stages import stage_key
+from infimmr_core.stages import StagePlan
 
 
 @dataclass
 class StageCache(CachePolicy):
     def compute_key(self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any) -> str:
-        stage = task_ctx.task.name
-        recipe, upstream = inputs["recipe"], inputs.get("upstream") or {}
-        key = stage_key(stage, recipe, {name: ref.digest for name, ref in upstream.items()})
+        # The caller planned the stage (computed its key) once; Prefect's record is keyed by that same key.
+        plan: StagePlan = inputs["plan"]
         # The same artifact key in two stores is two different results (a ref points into one store).
-        return f"infimmr-{stage}-{sha256_text(recipe.store.uri + '|' + key)[:40]}"
+        return f"infimmr-{plan.stage}-{sha256_text(inputs['recipe'].store.uri + '|' + plan.key)[:40]}"

@@ -14,9 +14,8 @@ from prefect.states import State
 from pydantic import BaseModel
 
 from infimmr_core.config import Recipe
-from infimmr_core.keys import key_of
 from infimmr_core.runner import StageFailed, run_stage_process
-from infimmr_core.stages import COLLECT, SHARD, STAGES, ArtifactRef, key_inputs, stored_ref
+from infimmr_core.stages import COLLECT, SHARD, STAGES, ArtifactRef, StagePlan, plan_stage, produce
 from infimmr_core.store import ArtifactStore, Manifest, store_from_config
 from infimmr.tasks.artifacts import TrainingProgress, stage_artifacts
 from infimmr.tasks.cache import StageCache
@@ -43,10 +42,11 @@ def stage_deployment_name(stage: str, template: str = "infimmr-stage/stage-{stag
     return template.format(stage=stage)
 
 
-def _run_remote(stage: str, recipe: Recipe, force: bool, store: ArtifactStore, key: str) -> Manifest:
+def _run_remote(plan: StagePlan, recipe: Recipe, force: bool, store: ArtifactStore) -> Manifest:
     """Run the stage through its deployment (e.g. on a GPU work pool) and pick its artifact up from the shared store."""
     from prefect.deployments import run_deployment
 
+    stage, key = plan.stage, plan.key
     params = {"stage": stage, "recipe": recipe.model_dump(mode="json", by_alias=True), "force": force}
     name = stage_deployment_name(stage, recipe.runtime.gpu_stage_deployment)
     flow_run = run_deployment(name, parameters=params, as_subflow=True)
@@ -64,39 +64,44 @@ def _total_steps(stage: str, recipe: Recipe) -> int | None:
     return cfg.max_steps // cfg.logging_steps if cfg.max_steps > 0 else None
 
 
-def execute_stage(stage: str, recipe: Recipe, upstream: dict[str, ArtifactRef], force: bool, remote: bool) -> ArtifactRef:
+def execute_stage(plan: StagePlan, recipe: Recipe, upstream: dict[str, ArtifactRef], force: bool, remote: bool) -> ArtifactRef:
     logger = get_run_logger()
     store = store_from_config(recipe.store)
-    inputs = key_inputs(stage, recipe, {name: ref.digest for name, ref in upstream.items()})
-    key = key_of(inputs)
-    if not force and (manifest := store.manifest(stage, key)):
-        logger.info("%s: already in the store at %s", stage, store.artifact_uri(stage, key))
-        return ArtifactRef.from_manifest(store, manifest, reused=True)
-    if remote:
-        logger.info("%s: running through deployment %s (key %s)", stage, recipe.runtime.gpu_stage_deployment, key)
-        manifest = _run_remote(stage, recipe, force, store, key)
-    else:
-        logger.info("%s: running (key %s)", stage, key)
-        total = _total_steps(stage, recipe)
-        progress = TrainingProgress(stage, total) if total else None
+    stage, key = plan.stage, plan.key
 
-        def on_line(line: str) -> None:  # the child's output goes to this task's log, as it happens
-            logger.info(line)
-            if progress:
-                progress.on_line(line)
+    def run(plan: StagePlan) -> Manifest:
+        if remote:
+            logger.info("%s: running through deployment %s (key %s)", stage, recipe.runtime.gpu_stage_deployment, key)
+            manifest = _run_remote(plan, recipe, force, store)
+        else:
+            logger.info("%s: running (key %s)", stage, key)
+            total = _total_steps(stage, recipe)
+            progress = TrainingProgress(stage, total) if total else None
 
-        with hub_token(recipe.publish) if stage == "publish" else nullcontext():
-            manifest = run_stage_process(stage, recipe, upstream, key, inputs, on_line=on_line)
-    try:
-        stage_artifacts(store, stage, key, manifest.metrics)
-    except Exception as err:  # the UI's tables are a view of the artifact: never fail a finished stage over them
-        logger.warning("%s: could not render UI artifacts: %s", stage, err)
-    return ArtifactRef.from_manifest(store, manifest, reused=False)
+            def on_line(line: str) -> None:  # the child's output goes to this task's log, as it happens
+                logger.info(line)
+                if progress:
+                    progress.on_line(line)
+
+            with hub_token(recipe.publish) if stage == "publish" else nullcontext():
+                manifest = run_stage_process(plan, recipe, upstream, on_line=on_line)
+        try:
+            stage_artifacts(store, stage, key, manifest.metrics)
+        except Exception as err:  # the UI's tables are a view of the artifact: never fail a finished stage over them
+            logger.warning("%s: could not render UI artifacts: %s", stage, err)
+        return manifest
+
+    ref = produce(store, plan, run, force=force)
+    if ref.reused:
+        logger.info("%s: already in the store at %s", stage, ref.uri)
+    return ref
 
 
 def _stage_task(stage: str) -> Task:
-    def run(recipe: Recipe, upstream: dict[str, ArtifactRef], force: bool = False, remote: bool = False) -> ArtifactRef:
-        return execute_stage(stage, recipe, upstream, force, remote)
+    def run(
+        plan: StagePlan, recipe: Recipe, upstream: dict[str, ArtifactRef], force: bool = False, remote: bool = False,
+    ) -> ArtifactRef:
+        return execute_stage(plan, recipe, upstream, force, remote)
 
     run.__name__ = run.__qualname__ = stage
     return task(
@@ -120,10 +125,10 @@ class StageOutcome(BaseModel):
     parts: dict[str, str] = {}  # a stage built from parts (curate): each part's state, "completed" or "cached"
 
 
-def _prepared(stage: str, recipe: Recipe, upstream: dict[str, ArtifactRef], force: bool, store: ArtifactStore) -> Task:
+def _prepared(plan: StagePlan, recipe: Recipe, force: bool, store: ArtifactStore) -> Task:
     # Results and cache records go to the store, so another machine or a fresh Prefect database gets Cached too.
-    stage_task = STAGE_TASKS[stage].with_options(result_storage=result_storage(recipe.store))
-    if force or stored_ref(store, stage, recipe, upstream) is None:
+    stage_task = STAGE_TASKS[plan.stage].with_options(result_storage=result_storage(recipe.store))
+    if force or store.manifest(plan.stage, plan.key) is None:
         # Not in the store (or forced): never trust a Prefect cache record for it.
         stage_task = stage_task.with_options(refresh_cache=True)
     return stage_task
@@ -142,8 +147,9 @@ def call_stage(
 ) -> StageOutcome:
     """Run one stage task from inside a flow and say whether it computed or reused its artifact."""
     started = time.perf_counter()
-    state = _prepared(stage, recipe, upstream, force, store)(
-        recipe=recipe, upstream=upstream, force=force, remote=remote, return_state=True)
+    plan = plan_stage(stage, recipe, upstream)
+    state = _prepared(plan, recipe, force, store)(
+        plan=plan, recipe=recipe, upstream=upstream, force=force, remote=remote, return_state=True)
     return _outcome(state, started)
 
 
@@ -176,8 +182,9 @@ def map_stage(
     while pending or running:
         while pending and len(running) < width:
             name, upstream = pending.pop(0)
-            future = _prepared(stage, recipe, upstream, force, store).with_options(task_run_name=name).submit(
-                recipe=recipe, upstream=upstream, force=force, remote=False)
+            plan = plan_stage(stage, recipe, upstream)
+            future = _prepared(plan, recipe, force, store).with_options(task_run_name=name).submit(
+                plan=plan, recipe=recipe, upstream=upstream, force=force, remote=False)
             running[future] = (name, time.perf_counter())
         finish(next(as_completed(list(running))))
     if failed:
