@@ -61,24 +61,32 @@ def test_every_benchmark_table_protocol_and_predictions(two_runs):
     for name, entry in scores.items():
         assert set(entry["results"]) == {"base", "phase1", "phase2", "phase3"}
         assert entry["protocol"]["model_digest"] == "phase3-digest" and entry["model"] == "phase3"
+        # Both verdicts, always; the headline (top level) is the official one, the semantic one sits beside it.
+        assert entry["verdict"] == "official" and entry["accuracy"] == entry["results"]["phase3"]["official"]["accuracy"]
+        assert entry["semantic_accuracy"] == entry["results"]["phase3"]["semantic"]["accuracy"]
+        assert metrics[name]["semantic_accuracy"] == entry["semantic_accuracy"]
         for model, by_scorer in entry["results"].items():
-            rule = by_scorer["rule"]
-            proto = rule["protocol"]
-            assert rule["n"] == proto["n"] > 0 and 0 <= rule["accuracy"] <= 100
-            assert proto["model"] == model and proto["scorer"]["kind"] == "rule"
-            assert proto["decoding"] == {"temperature": 0.0, "top_p": 1.0, "max_new_tokens": 32, "greedy": True}
-            assert proto["max_pixels"] == recipe.evaluation.generation.max_pixels
-            assert len(proto["prompt_template_id"]) == 12 and proto["libraries"]["math-verify"] != "absent"
-            assert proto["split"] and proto["dataset"]
-        assert entry["results"]["base"]["rule"]["protocol"]["model_digest"]  # the base model's files, hashed
+            for verdict in ("official", "semantic"):
+                rule = by_scorer[verdict]
+                proto = rule["protocol"]
+                assert rule["n"] == proto["n"] > 0 and 0 <= rule["accuracy"] <= 100
+                assert proto["model"] == model and proto["scorer"]["kind"] == verdict
+                assert proto["decoding"] == {"temperature": 0.0, "top_p": 1.0, "max_new_tokens": 32, "greedy": True}
+                assert proto["max_pixels"] == recipe.evaluation.generation.max_pixels
+                assert len(proto["prompt_template_id"]) == 12 and proto["libraries"]["math-verify"] != "absent"
+                assert proto["split"] and proto["dataset"]
+            assert set(by_scorer["official"]["differs_from_semantic"]) == {"official_only", "semantic_only"}
+        assert entry["results"]["base"]["official"]["protocol"]["model_digest"]  # the base model's files, hashed
     assert scores["mathverse"]["dataset"] == "fixture:AI4Math/MathVerse" and scores["mathverse"]["split"] == "testmini"
-    assert set(scores["mathverse"]["results"]["base"]["rule"]["breakdown"]) == {
+    assert set(scores["mathverse"]["results"]["base"]["official"]["breakdown"]) == {
         "Text Dominant", "Text Lite", "Vision Intensive", "Vision Dominant", "Vision Only"}
 
     table = json.loads((ctx.out_dir / "curriculum.json").read_text())
     assert table["columns"] == [s.name for s in recipe.evaluation.sets]
     kinds = [(r["kind"], r["label"]) for r in table["rows"]]
     assert kinds[:4] == [("measured", m) for m in ("base", "phase1", "phase2", "phase3")]
+    assert table["headline"] == "official" and table["rows"][0]["scorer"] == "official"
+    assert {r["scorer"] for r in table["rows"] if r["kind"] == "measured"} == {"official", "semantic"}
     assert ("delta", "phase3 - base") in kinds and ("published", "Infi-MMR-3B (published)") in kinds
     base = next(r for r in table["rows"] if r["label"] == "base")
     phase3 = next(r for r in table["rows"] if r["label"] == "phase3")
@@ -86,13 +94,16 @@ def test_every_benchmark_table_protocol_and_predictions(two_runs):
     assert delta["scores"] == {c: round(phase3["scores"][c] - base["scores"][c], 2) for c in table["columns"]}
 
     report = (ctx.out_dir / "report.md").read_text()
-    assert "| phase3 - base | delta | rule |" in report and "not measured here" in report
+    assert "| phase3 - base | delta | official |" in report and "| phase3 | measured | semantic |" in report
+    assert "not measured here" in report and "**official** (the headline)" in report
 
     rows = [json.loads(line) for line in (ctx.out_dir / "predictions.jsonl").read_text().splitlines()]
     n_items = sum(len(load_items(s)) for s in recipe.evaluation.sets)
     assert len(rows) == 4 * n_items
     for row in rows:
-        assert {"model", "set", "benchmark", "id", "gold", "completion", "extracted", "correct"} <= set(row)
+        assert {"model", "set", "benchmark", "id", "gold", "completion", "extracted", "correct", "official",
+                "semantic"} <= set(row)
+        assert row["correct"] == row["official"]["correct"] and isinstance(row["semantic"]["correct"], bool)
 
 
 def test_rerun_gives_identical_predictions_and_scores(two_runs):

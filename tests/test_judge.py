@@ -123,7 +123,7 @@ def test_parse_verdict(reply, verdict):
     assert parse_verdict(reply) is verdict
 
 
-def test_stage_reports_judged_scores_beside_rule_scores(judge_server, tiny_model_dir, tmp_path):
+def test_stage_reports_judged_scores_beside_official_and_semantic_scores(judge_server, tiny_model_dir, tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -141,7 +141,7 @@ def test_stage_reports_judged_scores_beside_rule_scores(judge_server, tiny_model
             assert judged["protocol"]["scorer"] == {
                 "kind": "judge", "model": "judge-test", "mode": SCORERS[entry["benchmark"]].judge_mode,
                 "endpoint": judge_server.url}
-            assert judged["n"] == entry["results"]["phase3"]["rule"]["n"]
+            assert judged["n"] == entry["results"]["phase3"]["official"]["n"]
             assert metrics[name]["judge_accuracy"] == judged["accuracy"]
         else:
             assert judged is None  # MATH-Vision, MATH-500 and custom sets have no judged protocol
@@ -151,4 +151,5 @@ def test_stage_reports_judged_scores_beside_rule_scores(judge_server, tiny_model
     assert len(judge_server.requests) == len(judged_rows)
     table = json.loads((ctx.out_dir / "curriculum.json").read_text())
     assert {(r["label"], r["scorer"]) for r in table["rows"] if r["kind"] == "measured"} == {
-        ("base", "rule"), ("phase3", "rule"), ("base", "judge"), ("phase3", "judge")}
+        ("base", "official"), ("phase3", "official"), ("base", "semantic"), ("phase3", "semantic"), ("base", "judge"),
+        ("phase3", "judge")}

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from infimmr_core import rewards
+from infimmr_core.answers import compare as answer_compare
+from infimmr_core.answers import symbolic
 from infimmr_core.rewards import (
     REWARD_FUNCS,
     RewardBreakdown,
@@ -145,17 +146,17 @@ def test_score_table(completion, gold, answer_type, choices, fmt, acc):
 GOOD = "<think>reason</think><answer>\\boxed{5}</answer>"
 FORMAT_CASES = [
     pytest.param(GOOD, "lenient", "answer_tag_boxed", 1.0, id="plain"),
-    pytest.param(GOOD, "strict", "answer_tag_boxed", 1.0, id="plain-strict"),
+    pytest.param(GOOD, "lmm_r1", "answer_tag_boxed", 1.0, id="plain-lmm_r1"),
     pytest.param("<think>r</think>\n\n<answer>\\boxed{5}</answer>", "lenient", "answer_tag_boxed", 1.0, id="newline-between"),
-    pytest.param("<think>r</think>\n\n<answer>\\boxed{5}</answer>", "strict", "answer_tag_boxed", 1.0, id="newline-between-strict"),
+    pytest.param("<think>r</think>\n\n<answer>\\boxed{5}</answer>", "lmm_r1", "answer_tag_boxed", 0.0, id="newline-between-lmm_r1"),
     pytest.param("\n <think>r</think><answer>\\boxed{5}</answer>", "lenient", "answer_tag_boxed", 1.0, id="leading-ws"),
-    pytest.param("\n <think>r</think><answer>\\boxed{5}</answer>", "strict", "answer_tag_boxed", 0.0, id="leading-ws-strict"),
+    pytest.param("\n <think>r</think><answer>\\boxed{5}</answer>", "lmm_r1", "answer_tag_boxed", 1.0, id="leading-ws-stripped-lmm_r1"),
     pytest.param(GOOD + "\n", "lenient", "answer_tag_boxed", 1.0, id="trailing-newline"),
-    pytest.param(GOOD + "\n", "strict", "answer_tag_boxed", 0.0, id="trailing-newline-strict"),
-    pytest.param("<think>\nmulti\nline\n</think>\n<answer>\n\\boxed{5}\n</answer>", "strict", "answer_tag_boxed", 1.0, id="newlines-inside-strict"),
+    pytest.param(GOOD + "\n", "lmm_r1", "answer_tag_boxed", 1.0, id="trailing-newline-stripped-lmm_r1"),
+    pytest.param("<think>\nmulti\nline\n</think><answer>\n\\boxed{5}\n</answer>", "lmm_r1", "answer_tag_boxed", 1.0, id="newlines-inside-lmm_r1"),
     pytest.param("<think>a</think><think>b</think><answer>\\boxed{5}</answer>", "lenient", "answer_tag_boxed", 0.0, id="two-think"),
     pytest.param("<think>a</think><answer>\\boxed{5}</answer><answer>\\boxed{6}</answer>", "lenient", "answer_tag_boxed", 0.0, id="two-answers"),
-    pytest.param("<think>a</think><answer>\\boxed{5}</answer><answer>\\boxed{6}</answer>", "strict", "answer_tag_boxed", 0.0, id="two-answers-strict-regex-would-pass"),
+    pytest.param("<think>a</think><answer>\\boxed{5}</answer><answer>\\boxed{6}</answer>", "lmm_r1", "answer_tag_boxed", 0.0, id="two-answers-lmm_r1-count"),
     pytest.param("<think>a<think>b</think></think><answer>\\boxed{5}</answer>", "lenient", "answer_tag_boxed", 0.0, id="nested-think"),
     pytest.param("<think>a</think><answer><answer>\\boxed{5}</answer></answer>", "lenient", "answer_tag_boxed", 0.0, id="nested-answer"),
     pytest.param("<think>a</think><answer></answer>", "lenient", "answer_tag", 0.0, id="empty-answer"),
@@ -170,9 +171,10 @@ FORMAT_CASES = [
     pytest.param("a</think><answer>\\boxed{5}</answer>", "lenient", "answer_tag_boxed", 0.0, id="prefilled-think"),
     pytest.param("<think>a</think><answer>5</answer>", "lenient", "answer_tag_boxed", 0.0, id="no-box-needs-box"),
     pytest.param("<think>a</think><answer>5</answer>", "lenient", "answer_tag", 1.0, id="answer-tag-no-box-ok"),
-    pytest.param("<think>a</think><answer>5</answer>", "strict", "answer_tag", 1.0, id="answer-tag-strict"),
+    pytest.param("<think>a</think><answer>5</answer>", "lmm_r1", "answer_tag", 1.0, id="answer-tag-lmm_r1"),
+    pytest.param("<think>a</think><answer>5</answer>", "lmm_r1", "answer_tag_boxed", 1.0, id="lmm_r1-needs-no-box"),
     pytest.param("<think>a</think>\nSo the answer is \\boxed{5}.", "lenient", "boxed", 1.0, id="boxed-format"),
-    pytest.param("<think>a</think>\n\\boxed{5}\n", "strict", "boxed", 0.0, id="boxed-format-strict-trailing-ws"),
+    pytest.param("<think>a</think>\n\\boxed{5}\n", "lmm_r1", "boxed", 0.0, id="boxed-format-lmm_r1-needs-answer-tags"),
     pytest.param("<think>a</think>\\boxed{5} because of X", "lenient", "boxed", 0.0, id="boxed-format-text-after"),
     pytest.param("<think>a</think>The answer is 5.", "lenient", "boxed", 0.0, id="boxed-format-no-box"),
     pytest.param(GOOD, "lenient", "boxed", 0.0, id="boxed-format-rejects-answer-tag"),
@@ -229,7 +231,7 @@ def test_verifier_exception_scores_zero(monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("sympy exploded")
 
-    monkeypatch.setitem(rewards._mv(), "verify", boom)
+    monkeypatch.setitem(symbolic.math_verify(), "verify", boom)
     assert accuracy_reward(boxed("x+1"), "1+x", "expression") == (0.0, "verifier error")
 
 
@@ -237,7 +239,7 @@ def test_comparator_exception_scores_zero(monkeypatch):
     def boom(pred, gold, choices):
         raise KeyError("bug")
 
-    monkeypatch.setitem(rewards._COMPARATORS, "text", boom)
+    monkeypatch.setitem(answer_compare.COMPARATORS, "text", boom)
     assert accuracy_reward(boxed("yes"), "yes", "text") == (0.0, "verifier error")
 
 
@@ -263,7 +265,7 @@ def test_reward_registry():
     assert {"format", "accuracy", "total"} <= set(REWARD_FUNCS)
     c = resp("\\boxed{B}")
     assert REWARD_FUNCS["format"](c, "12", None, OPTS) == 1.0
-    assert REWARD_FUNCS["format"](c + "\n", "12", None, OPTS, mode="strict") == 0.0
+    assert REWARD_FUNCS["format"](c, "12", None, OPTS, mode="lmm_r1") == 0.0  # newline after </think>
     assert REWARD_FUNCS["accuracy"](c, "12", None, OPTS) == 1.0
     assert REWARD_FUNCS["total"](c, "12", None, OPTS, format_weight=0.5) == 1.5
 

@@ -2,7 +2,7 @@
 
 Two protocols, as the benchmarks use them: "verdict" (the judge sees question, gold answer and response and says
 correct or not: MathVerse's scoring step, lmms-eval's OlympiadBench) and "extract" (the judge pulls the final answer
-out of the response and the benchmark's rule normalisation scores it: MathVista's official pipeline). Requests are
+out of the response and the benchmark's official rule scores it: MathVista's official pipeline). Requests are
 greedy (temperature 0, fixed seed) so a judged score is as repeatable as the endpoint allows.
 """
 
@@ -123,6 +123,7 @@ def judge(client: JudgeClient, scorer: Scorer, item: EvalItem, response: str) ->
     if scorer.judge_mode == "extract":
         raw = client.complete(EXTRACT_PROMPT.format(question=question, response=tail))
         extracted = raw.strip() or None
-        return JudgeResult(extracted is not None and scorer.compare(item, extracted), raw, extracted)
+        compare = scorer.official_compare
+        return JudgeResult(extracted is not None and compare is not None and compare(item, extracted), raw, extracted)
     raw = client.complete(VERDICT_PROMPT.format(question=question, gold=_gold_for_judge(item), response=tail))
     return JudgeResult(parse_verdict(raw) is True, raw)

@@ -8,7 +8,9 @@ from typing import Any
 
 from infimmr_core.config import EvaluationConfig
 
-SCHEMA = "infimmr.evaluation/1"
+SCHEMA = "infimmr.evaluation/2"
+HEADLINE = "official"  # the verdict every headline, model card and curriculum number uses
+VERDICT_ORDER = ("official", "semantic")
 MATHVERSE_TEXT_ONLY = "Text Only"
 
 
@@ -33,17 +35,35 @@ def aggregate(benchmark: str | None, groups: list[str], correct: list[bool]) -> 
     return {"accuracy": headline, "n": len(correct), "breakdown": breakdown}
 
 
+def verdict_differences(scores: list[Any]) -> dict[str, Any]:
+    """How the official verdicts differ from the semantic ones on a set's rows, and how many official verdicts a known
+    official-code quirk decided (by quirk)."""
+    quirks: dict[str, int] = defaultdict(int)
+    for s in scores:
+        if s.official.quirk:
+            quirks[s.official.quirk] += 1
+    return {
+        "differs_from_semantic": {
+            "official_only": sum(s.official.correct and not s.semantic.correct for s in scores),
+            "semantic_only": sum(s.semantic.correct and not s.official.correct for s in scores),
+        },
+        "quirks": dict(sorted(quirks.items())),
+    }
+
+
 def scores_document(sets: dict[str, dict[str, Any]], models: list[str]) -> dict[str, Any]:
     """scores.json: one entry per eval set (iterate it to get every benchmark). Each entry repeats the final model's
-    rule score at its top level (`accuracy`, `format_rate`, `protocol`) for consumers that want one number per set,
-    and holds every measured number under results[model][scorer], each with its own full protocol."""
+    official score at its top level (`accuracy`, `format_rate`, `protocol`; the semantic score beside it as
+    `semantic_accuracy`) for consumers that want one number per set, and holds every measured number under
+    results[model][verdict] (official, semantic, judge), each with its own full protocol."""
     final = models[-1]
     document: dict[str, Any] = {}
     for name, entry in sets.items():
-        headline = entry["results"][final]["rule"]
+        headline = entry["results"][final][HEADLINE]
         document[name] = {
             **{k: entry[k] for k in ("benchmark", "dataset", "split", "subsets")},
-            "n": headline["n"], "accuracy": headline["accuracy"], "format_rate": headline["format_rate"],
+            "n": headline["n"], "accuracy": headline["accuracy"], "verdict": HEADLINE,
+            "semantic_accuracy": entry["results"][final]["semantic"]["accuracy"], "format_rate": headline["format_rate"],
             "model": final, "protocol": headline["protocol"], "results": entry["results"],
         }
     return document
@@ -51,12 +71,13 @@ def scores_document(sets: dict[str, dict[str, Any]], models: list[str]) -> dict[
 
 def _scorer_labels(sets: dict[str, dict[str, Any]]) -> list[str]:
     labels = {s for entry in sets.values() for result in entry["results"].values() for s in result}
-    return ["rule"] + sorted(labels - {"rule"})
+    return [v for v in VERDICT_ORDER if v in labels] + sorted(labels - set(VERDICT_ORDER))
 
 
 def curriculum(sets: dict[str, dict[str, Any]], cfg: EvaluationConfig) -> dict[str, Any]:
-    """curriculum.json: the ablation table. Measured rows (one per model and scorer), delta rows (each model minus
-    the one before it, and the last minus the first), then published reference rows, labelled as such."""
+    """curriculum.json: the ablation table. Measured rows (one per model and verdict: official first, the headline;
+    then semantic; then judge), delta rows (each model minus the one before it, and the last minus the first), then
+    published reference rows, labelled as such."""
     columns = list(sets)
     rows: list[dict[str, Any]] = []
     for scorer in _scorer_labels(sets):
@@ -80,7 +101,7 @@ def curriculum(sets: dict[str, dict[str, Any]], cfg: EvaluationConfig) -> dict[s
             "label": ref.label, "kind": "published", "scorer": "published (not measured here)", "source": ref.source,
             "scores": {c: ref.scores.get(c) for c in columns},
         })
-    return {"schema": SCHEMA, "columns": columns, "models": list(cfg.models), "rows": rows}
+    return {"schema": SCHEMA, "headline": HEADLINE, "columns": columns, "models": list(cfg.models), "rows": rows}
 
 
 def _delta(after: float | None, before: float | None) -> float | None:
@@ -100,6 +121,9 @@ def markdown(table: dict[str, Any], sets: dict[str, dict[str, Any]]) -> str:
         "Accuracy (%) per benchmark. *measured* rows were produced by this pipeline under the protocol below; "
         "*delta* rows subtract the row named second; *published* rows are copied from the cited papers and were "
         "**not measured here** (their protocols differ).", "",
+        "Verdicts: **official** (the headline) reproduces each benchmark's official scoring code, quirks included, so "
+        "it compares with published numbers; **semantic** is the mathematically right verdict (equivalent forms, "
+        "units, option letter or text), shown beside it; *judge* is an LLM judge where configured.", "",
         "| model | kind | scorer | " + " | ".join(columns) + " |",
         "|---" * (len(columns) + 3) + "|",
     ]
@@ -110,7 +134,8 @@ def markdown(table: dict[str, Any], sets: dict[str, dict[str, Any]]) -> str:
     if published:
         lines += ["", "Published rows: " + "; ".join(f"{r['label']}: {r['source']}" for r in published) + "."]
     for name, entry in sets.items():
-        final = entry["results"][table["models"][-1]]["rule"]
+        final = entry["results"][table["models"][-1]][HEADLINE]
+        semantic = entry["results"][table["models"][-1]]["semantic"]
         proto = final["protocol"]
         lines += [
             "", f"## {name}", "",
@@ -118,13 +143,19 @@ def markdown(table: dict[str, Any], sets: dict[str, dict[str, Any]]) -> str:
             f"subsets {entry['subsets']}, n = {final['n']}",
             f"- prompt template `{proto['prompt_template_id']}`, decoding {proto['decoding']}, "
             f"max pixels {proto['max_pixels']}, backend {proto['backend']}",
-            f"- rule scorer: {proto['scorer']['semantics']}; headline: {proto['headline']}",
+            f"- official verdict (headline): {proto['scorer']['semantics']}; headline: {proto['headline']}",
+            f"- semantic verdict: {semantic['protocol']['scorer']['semantics']}",
+            f"- {table['models'][-1]}: official {_cell(final['accuracy'], 'measured')}, semantic "
+            f"{_cell(semantic['accuracy'], 'measured')}; rows right only under official: "
+            f"{final['differs_from_semantic']['official_only']}, only under semantic: "
+            f"{final['differs_from_semantic']['semantic_only']}"
+            + "".join(f"; official-code quirk '{q}' decided {n} row(s)" for q, n in final["quirks"].items()),
         ]
-        groups = sorted({g for r in entry["results"].values() for g in r["rule"]["breakdown"]})
+        groups = sorted({g for r in entry["results"].values() for g in r[HEADLINE]["breakdown"]})
         if len(groups) > 1:
             lines += ["", "| model | " + " | ".join(groups) + " |", "|---" * (len(groups) + 1) + "|"]
             for model in table["models"]:
-                breakdown = entry["results"][model]["rule"]["breakdown"]
+                breakdown = entry["results"][model][HEADLINE]["breakdown"]
                 lines.append(f"| {model} | " + " | ".join(
                     _cell(breakdown.get(g, {}).get("accuracy"), "measured") for g in groups) + " |")
     return "\n".join(lines) + "\n"

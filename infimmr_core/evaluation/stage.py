@@ -1,11 +1,12 @@
-"""The evaluate stage: every configured model (base, phase 1..3) on every evaluation set; rule scores always, judged
-scores where configured; writes scores.json, curriculum.json, report.md and predictions.jsonl."""
+"""The evaluate stage: every configured model (base, phase 1..3) on every evaluation set; official and semantic scores
+always, judged scores where configured; writes scores.json, curriculum.json, report.md and predictions.jsonl."""
 
 from __future__ import annotations
 
 import gc
 import hashlib
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,7 +17,7 @@ from infimmr_core.evaluation.generation import generate_resumable, request_for
 from infimmr_core.evaluation.items import EvalItem
 from infimmr_core.evaluation.judge import JudgeClient, judge
 from infimmr_core.evaluation.protocol import describe_set, protocol
-from infimmr_core.evaluation.report import aggregate, curriculum, markdown, scores_document
+from infimmr_core.evaluation.report import aggregate, curriculum, markdown, scores_document, verdict_differences
 from infimmr_core.evaluation.scorers import SCORERS
 from infimmr_core.inference import Generator, SamplingSpec, make_generator
 from infimmr_core.layout import MODEL_DIR
@@ -73,7 +74,7 @@ def _score_set(
     recipe, ev = ctx.recipe, ctx.recipe.evaluation
     benchmark = describe_set(cfg)["benchmark"]
     scorer = SCORERS[benchmark]
-    rules = [scorer.score(item, completion) for item, completion in zip(items, completions)]
+    scores = [scorer.score(item, completion) for item, completion in zip(items, completions)]
     formats = [format_reward(c, mode=recipe.rewards.format_mode, answer_format=recipe.rewards.answer_format)
                for c in completions]
     judged = None
@@ -82,27 +83,34 @@ def _score_set(
     groups = [item.group for item in items]
     format_rate = round(100 * sum(formats) / len(formats), 2) if formats else None
 
-    results = {"rule": aggregate(benchmark, groups, [r.correct for r in rules]) | {
-        "format_rate": format_rate,
-        "protocol": protocol(recipe, cfg, len(items), model, {"kind": "rule", "semantics": scorer.semantics}),
-    }}
+    # Both verdicts, always: official is the headline (comparable with published numbers), semantic sits beside it.
+    results = {
+        verdict: aggregate(benchmark, groups, [getattr(s, verdict).correct for s in scores]) | {
+            "format_rate": format_rate,
+            "protocol": protocol(recipe, cfg, len(items), model, {"kind": verdict, "semantics": semantics}),
+        }
+        for verdict, semantics in (("official", scorer.official_semantics), ("semantic", scorer.semantic_semantics))
+    }
+    results["official"] |= verdict_differences(scores)
     if judged is not None:
         results["judge"] = aggregate(benchmark, groups, [j.correct for j in judged]) | {
             "format_rate": format_rate,
             "protocol": protocol(recipe, cfg, len(items), model, {
                 "kind": "judge", "model": ev.judge.model, "mode": scorer.judge_mode, "endpoint": ev.judge.base_url}),
         }
-    for index, (item, completion, rule, fmt) in enumerate(zip(items, completions, rules, formats)):
+    for index, (item, completion, both, fmt) in enumerate(zip(items, completions, scores, formats)):
         row = {
             "model": model["label"], "set": cfg.name, "benchmark": benchmark, "id": item.id, "group": item.group,
-            "gold": item.gold, "completion": completion, "extracted": rule.extracted, "correct": rule.correct,
-            "format": fmt, "extra": item.extra,
+            "gold": item.gold, "completion": completion, "extracted": both.official.extracted,
+            "correct": both.official.correct, "format": fmt, "extra": item.extra,
+            "official": asdict(both.official), "semantic": asdict(both.semantic),
         }
         if judged is not None:
             row["judge"] = {"correct": judged[index].correct, "reply": judged[index].raw,
                             "extracted": judged[index].extracted}
         predictions.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
-    summary = f"{cfg.name} / {model['label']}: rule {results['rule']['accuracy']}% on {len(items)}"
+    summary = (f"{cfg.name} / {model['label']}: official {results['official']['accuracy']}% "
+               f"(semantic {results['semantic']['accuracy']}%) on {len(items)}")
     ctx.log(summary + (f", judge {results['judge']['accuracy']}%" if judged is not None else ""))
     return results
 
@@ -141,7 +149,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
     (ctx.out_dir / "report.md").write_text(markdown(table, sets), encoding="utf-8")
     final = ev.models[-1]
     return {
-        name: {"n": entry["results"][final]["rule"]["n"], "accuracy": entry["results"][final]["rule"]["accuracy"]}
+        name: {"n": entry["results"][final]["official"]["n"], "accuracy": entry["results"][final]["official"]["accuracy"],
+               "semantic_accuracy": entry["results"][final]["semantic"]["accuracy"]}
         | ({"judge_accuracy": entry["results"][final]["judge"]["accuracy"]} if "judge" in entry["results"][final] else {})
         for name, entry in sets.items()
     }

@@ -1,41 +1,54 @@
-"""MathVerse: multiple-choice problems are right only when the option letter matches (an answer written as the
-option's text is mapped to its letter); free-form problems by equivalence (exact, numeric, or math-verify). The
-official protocol asks an LLM to extract and judge; this is its rule counterpart, reported beside the judged score."""
+"""MathVerse: its official score is an LLM judge; `official` here is our reading of the judge prompt's rules
+(`answers.official.mathverse`), labelled as such, and a configured judge adds the judged score. Semantic = the option
+chosen (letter or text, several letters as a set), or free-form equivalence with labels ("Area =") and units aside.
+Headline = mean over the five vision versions."""
 
 from __future__ import annotations
 
+from infimmr_core.answers.choices import letters_in
+from infimmr_core.answers.compare import compare
+from infimmr_core.answers.extract import extract_final
+from infimmr_core.answers.latex import drop_label
+from infimmr_core.answers.numbers import parse_bearing, parse_number, same_quantity
+from infimmr_core.answers.official import mathverse as official_mathverse
 from infimmr_core.evaluation.items import EvalItem
-from infimmr_core.evaluation.scorers.base import Scorer
-from infimmr_core.evaluation.scorers.common import latex_equivalent, letter_of, normalise_text, to_number
+from infimmr_core.evaluation.scorers.base import NO_ANSWER, Scorer, Verdict, from_compare, from_official
 
 
-def _letter(item: EvalItem, answer: str) -> str | None:
-    letter = letter_of(answer)
-    if letter is not None:
-        return letter
-    wanted = normalise_text(answer)
-    for index, choice in enumerate(item.choices):
-        if normalise_text(choice) == wanted:
-            return chr(ord("A") + index)
-    return None
+def official(item: EvalItem, response: str) -> Verdict:
+    answer = extract_final(response)
+    result = official_mathverse.verdict(
+        answer, item.gold, multiple_choice=item.multiple_choice, choices=item.choices)
+    return from_official(result.correct, answer)
 
 
-def free_form_equal(gold: str, answer: str) -> bool:
-    if normalise_text(gold) == normalise_text(answer):
-        return True
-    g, a = to_number(gold), to_number(answer)
-    if g is not None and a is not None:
-        return abs(g - a) <= 1e-6 * max(1.0, abs(g))
-    return latex_equivalent(gold, answer)
-
-
-def compare(item: EvalItem, answer: str) -> bool:
+def semantic(item: EvalItem, response: str) -> Verdict:
+    answer = extract_final(response)
+    if answer is None:
+        return NO_ANSWER
     if item.multiple_choice:
-        return _letter(item, answer) == item.gold.strip().upper()
-    return free_form_equal(item.gold, answer)
+        wanted = letters_in(item.gold)
+        if wanted:  # several options together ("C\nD")
+            ok = official_mathverse.chosen_letters(answer, item.choices) == wanted
+            return Verdict(ok, answer, "" if ok else "mismatch")
+        return from_compare(answer, compare(answer, item.gold, "multiple_choice", list(item.choices) or None))
+    gold, value = drop_label(item.gold), drop_label(answer)
+    bearing = parse_bearing(gold)
+    if bearing is not None:
+        ok = parse_bearing(value) == bearing
+        return Verdict(ok, answer, "" if ok else "mismatch")
+    g, a = parse_number(gold), parse_number(value)
+    if g is not None and a is not None:
+        ok = same_quantity(g, a)
+        return Verdict(ok, answer, "" if ok else "mismatch")
+    return from_compare(answer, compare(value, gold))
 
 
 SCORER = Scorer(
-    "mathverse", "MathVerse rule: option letter for multi-choice, equivalence (exact/numeric/math-verify) for "
-    "free-form; headline = mean over the five vision versions", compare, judge_mode="verdict",
+    "mathverse",
+    "MathVerse judge-prompt rules (evaluation/prompts.py demo_prompt_score @ 937b090) applied by rule, not the "
+    "official GPT judge: option letter or full option text; free-form same meaning (0.5m = 50cm), intervals exact, "
+    "partial answers wrong; headline = mean over the five vision versions",
+    "semantic: option by letter or text; free-form equivalence with labels and units aside",
+    official, semantic, judge_mode="verdict",
 )

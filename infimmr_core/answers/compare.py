@@ -1,0 +1,118 @@
+"""Typed comparison of an extracted answer with a gold answer: the mathematically right verdict.
+
+The answer type says how to compare (multiple_choice, numeric, expression, text); when it is not known it is inferred
+from the gold. This is the training reward's accuracy and every benchmark's `semantic` verdict. Each comparator returns
+(1.0, "") or (0.0, reason); it never returns 1 when something went wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from infimmr_core.answers.choices import gold_letter, letter_of, letters_for, looks_like_text, option_index
+from infimmr_core.answers.latex import norm_text, strip_math_delims, unwrap_text_cmds
+from infimmr_core.answers.numbers import numbers_match, parse_number, strip_unit
+from infimmr_core.answers.symbolic import mv_compare
+
+ANSWER_TYPES = ("multiple_choice", "numeric", "expression", "text", "unverifiable")
+
+Comparator = Callable[[str, str, "list[str] | None"], "tuple[float, str]"]
+
+
+def compare_math(pred: str, gold: str, *, constant_gold: bool) -> tuple[float, str]:
+    gold = strip_math_delims(gold)
+    pred = strip_math_delims(pred)
+    if not gold:
+        return 0.0, "unparsable gold"
+    g_num, p_num = parse_number(gold), parse_number(pred)
+    if g_num is not None and p_num is not None and numbers_match(g_num, p_num):
+        return 1.0, ""
+    # Not equal as plain numbers: let math-verify decide (0.333333 vs 1/3 rounds equal there),
+    # feeding it the separator/unit-free forms where we have them.
+    return mv_compare(
+        g_num.latex if g_num else strip_unit(gold),
+        p_num.latex if p_num else strip_unit(pred),
+        constant_gold=constant_gold and g_num is None,
+    )
+
+
+def _compare_numeric(pred: str, gold: str, choices: list[str] | None) -> tuple[float, str]:
+    return compare_math(pred, gold, constant_gold=True)
+
+
+def _compare_expression(pred: str, gold: str, choices: list[str] | None) -> tuple[float, str]:
+    return compare_math(pred, gold, constant_gold=False)
+
+
+def _compare_text(pred: str, gold: str, choices: list[str] | None) -> tuple[float, str]:
+    g = norm_text(gold)
+    if not g:
+        return 0.0, "unparsable gold"
+    return (1.0, "") if norm_text(pred) == g else (0.0, "mismatch")
+
+
+def _compare_multiple_choice(pred: str, gold: str, choices: list[str] | None) -> tuple[float, str]:
+    wanted = gold_letter(gold, choices)
+    if wanted is None:
+        return 0.0, "unparsable gold"
+    letter = letter_of(pred)
+    if letter is not None:
+        return (1.0, "") if letter == wanted else (0.0, "mismatch")
+    if not choices:
+        return 0.0, "mismatch"
+    idx = option_index(pred, choices)
+    if idx is not None:
+        return (1.0, "") if letters_for(choices)[idx] == wanted else (0.0, "mismatch")
+    # The option written differently ("0.5" for "\frac{1}{2}"): math equivalence with the gold
+    # option only, never with prose options.
+    gold_text = choices[letters_for(choices).index(wanted)]
+    if looks_like_text(gold_text):
+        return 0.0, "mismatch"
+    acc, reason = compare_math(pred, gold_text, constant_gold=False)
+    return (acc, "") if acc == 1.0 else (0.0, "mismatch" if reason == "unparsable gold" else reason)
+
+
+COMPARATORS: dict[str, Comparator] = {
+    "multiple_choice": _compare_multiple_choice,
+    "numeric": _compare_numeric,
+    "expression": _compare_expression,
+    "text": _compare_text,
+}
+
+_INFER_LETTER_RE = re.compile(r"\(?[A-E]\)?[.)]?")
+
+
+def infer_answer_type(gold: str, choices: list[str] | None) -> str:
+    """Guess how to verify from the gold answer itself (used when the answer type is not given)."""
+    inner = unwrap_text_cmds(strip_math_delims(gold)).strip()
+    if choices and gold_letter(gold, choices) is not None:
+        return "multiple_choice"
+    # Upper-case only: a lone "e" is far more likely Euler's number than option E.
+    if _INFER_LETTER_RE.fullmatch(inner):
+        return "multiple_choice"
+    if parse_number(gold) is not None:
+        return "numeric"
+    if looks_like_text(gold):
+        return "text"
+    # Mathematics that math-verify cannot read stays "expression" and scores "unparsable
+    # gold": a text fallback would let the same garbage in the answer score 1.
+    return "expression"
+
+
+def check_answer_type(answer_type: str) -> None:
+    if answer_type not in ANSWER_TYPES:
+        raise ValueError(f"answer_type must be one of {ANSWER_TYPES}, got {answer_type!r}")
+
+
+def compare(pred: str, gold: str, answer_type: str | None = None, choices: list[str] | None = None) -> tuple[float, str]:
+    """(1.0, "") when ``pred`` equals ``gold`` under its answer type, else (0.0, reason). Exceptions propagate: the
+    caller decides what a verifier error scores (the reward and the scorers: 0, with that reason)."""
+    if answer_type is not None:
+        check_answer_type(answer_type)
+    if answer_type == "unverifiable":
+        return 0.0, "unverifiable"
+    kind = answer_type or infer_answer_type(gold, choices)
+    acc, reason = COMPARATORS[kind](pred, gold, choices)
+    # Belt and braces: whatever a comparator returns, 1 only comes with no failure reason.
+    return (1.0, "") if acc == 1.0 and not reason else (0.0, reason or "mismatch")
