@@ -78,7 +78,8 @@ class RewardConfig(Strict):
         "lenient", description="strict = LMM-R1's exact regex; lenient also allows surrounding whitespace."
     )
     answer_format: AnswerFormat = Field(
-        "answer_tag_boxed", description="Where the final answer must be: <answer> tags, \\boxed{}, or \\boxed{} inside <answer>."
+        "answer_tag_boxed",
+        description="Where the final answer must be: `<answer>` tags, `\\boxed{}`, or `\\boxed{}` inside `<answer>`.",
     )
     timeout_seconds: float = Field(5.0, gt=0, description="Per-completion verification timeout.")
     workers: int = operational(2, ge=1, description="Worker processes for batch scoring.")
@@ -87,9 +88,9 @@ class RewardConfig(Strict):
 class GenerationConfig(Strict):
     backend: Literal["transformers", "vllm"] = Field("transformers", description="vllm needs a GPU and the gpu extra.")
     batch_size: int = Field(8, ge=1, description="Requests per generate call.")
-    max_new_tokens: int = Field(4096, ge=1)
+    max_new_tokens: int = Field(4096, ge=1, description="Longest completion generated, in tokens.")
     temperature: float = Field(0.0, ge=0, description="0 = greedy.")
-    top_p: float = Field(1.0, gt=0, le=1)
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling: the most likely tokens up to this total probability; 1 = off.")
     max_pixels: int | None = Field(None, ge=1, description="Image max pixels for the processor; None = model default.")
 
 
@@ -171,7 +172,9 @@ class CaptioningConfig(Strict):
     leak_min_chars: int = Field(
         2, ge=1, description="Answers at least this long (normalised, not multiple choice) must not appear in the caption."
     )
-    generation: GenerationConfig = Field(default_factory=lambda: GenerationConfig(max_new_tokens=512))
+    generation: GenerationConfig = Field(
+        default_factory=lambda: GenerationConfig(max_new_tokens=512), description="How captions are generated."
+    )
 
 
 class DifficultyConfig(Strict):
@@ -183,10 +186,13 @@ class DifficultyConfig(Strict):
         "PassRate_32BTrained) instead of rolling out; rows without a value in [0, 1] are filtered.",
     )
     rollouts: int = Field(8, ge=1, description="k rollouts per sample (chosen default: 8).")
-    min_pass_rate: float = Field(0.0, ge=0, le=1)
-    max_pass_rate: float = Field(1.0, ge=0, le=1)
+    min_pass_rate: float = Field(0.0, ge=0, le=1, description="Lower end of the kept pass-rate band (see inclusive).")
+    max_pass_rate: float = Field(1.0, ge=0, le=1, description="Upper end of the kept pass-rate band (see inclusive).")
     inclusive: bool = Field(False, description="False keeps min < p < max (default 0 < p < 1); True keeps min <= p <= max.")
-    generation: GenerationConfig = Field(default_factory=lambda: GenerationConfig(temperature=1.0))
+    generation: GenerationConfig = Field(
+        default_factory=lambda: GenerationConfig(temperature=1.0),
+        description="How rollouts are sampled (temperature 1, so the k rollouts of a sample differ).",
+    )
 
     @model_validator(mode="after")
     def _band(self) -> DifficultyConfig:
@@ -241,6 +247,8 @@ class DecontaminationConfig(Strict):
 
 
 class CurationConfig(Strict):
+    """Sources to the three phase pools: typing and filters, decontamination, dedup, captions, the pass-rate band."""
+
     sources: list[SourceConfig] = Field(min_length=1, description="Text and multimodal sources to curate.")
     max_problem_chars: int = Field(4000, ge=1, description="Longer problems are filtered out.")
     min_image_side: int = Field(28, ge=1, description="Images with a shorter side are filtered (one Qwen2.5-VL patch).")
@@ -257,10 +265,17 @@ class CurationConfig(Strict):
         "normalised question is equal; None = exact normalised text + image bytes only.",
     )
     shard_size: int = Field(256, ge=1, description="Rows per shard: the unit of captioning/rollout work that a rerun resumes at.")
-    decontamination: DecontaminationConfig = Field(default_factory=DecontaminationConfig)
-    captioning: CaptioningConfig = Field(default_factory=CaptioningConfig)
-    difficulty: DifficultyConfig = Field(default_factory=DifficultyConfig)
-    pools: PoolsConfig = Field(default_factory=PoolsConfig)
+    decontamination: DecontaminationConfig = Field(
+        default_factory=DecontaminationConfig, description="Removing samples that overlap the evaluation benchmarks."
+    )
+    captioning: CaptioningConfig = Field(
+        default_factory=CaptioningConfig, description="Captions of image samples (phase 2 trains on image + caption)."
+    )
+    difficulty: DifficultyConfig = Field(
+        default_factory=DifficultyConfig,
+        description="The pass-rate band: samples the policy always or never solves teach it nothing.",
+    )
+    pools: PoolsConfig = Field(default_factory=PoolsConfig, description="How samples are split into the phase pools.")
     seed: int = Field(0, description="Seed for shuffling and splitting.")
 
 
@@ -269,7 +284,7 @@ class LoraSettings(Strict):
 
     r: int = Field(16, ge=1, description="Adapter rank.")
     alpha: int = Field(32, ge=1, description="lora_alpha (scaling = alpha / r).")
-    dropout: float = Field(0.05, ge=0, lt=1)
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapters' inputs (lora_dropout).")
     target_modules: list[str] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         description="Module names to adapt (the language model's attention and MLP projections by default; the "
@@ -297,17 +312,17 @@ class PhaseConfig(Strict):
     """One GRPO phase. Names follow TRL's GRPOConfig so its documentation applies."""
 
     input: PhaseInput = Field(description="text (phase 1), image_caption (phase 2) or image (phase 3).")
-    learning_rate: float = Field(1e-6, gt=0)
+    learning_rate: float = Field(1e-6, gt=0, description="Peak learning rate of the AdamW optimiser.")
     lr_scheduler_type: str = Field("cosine_with_min_lr", description="A transformers scheduler name.")
     min_lr_rate: float = Field(0.1, ge=0, le=1, description="Floor of cosine_with_min_lr as a fraction of the peak.")
     warmup_ratio: float = Field(0.03, ge=0, lt=1, description="Linear warm-up as a fraction of total steps.")
     num_generations: int = Field(8, ge=2, description="Group size G: completions per prompt.")
     per_device_train_batch_size: int = Field(8, ge=1, description="Completions per device per micro-step.")
-    gradient_accumulation_steps: int = Field(1, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-steps accumulated into one optimiser step.")
     num_train_epochs: float = Field(2.0, gt=0, description="Passes over the phase's data (LMM-R1: 2).")
-    max_steps: int = Field(-1, description="> 0 overrides num_train_epochs.")
-    max_completion_length: int = Field(4096, ge=1)
-    temperature: float = Field(1.0, gt=0)
+    max_steps: int = Field(-1, description="Optimiser steps to train; a positive value overrides num_train_epochs, -1 = off.")
+    max_completion_length: int = Field(4096, ge=1, description="Longest rollout completion, in tokens; longer ones are cut.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature of the rollouts.")
     beta: float = Field(0.001, ge=0, description="KL coefficient; > 0 loads a frozen reference (the phase's initial policy).")
     epsilon: float = Field(0.2, gt=0, description="PPO clip range (lower bound 1 - epsilon).")
     epsilon_high: float | None = Field(None, gt=0, description="Upper clip (DAPO clip-higher); None = epsilon.")
@@ -317,25 +332,32 @@ class PhaseConfig(Strict):
         description="Prompts per generation round (LMM-R1: 256); None = one optimiser step's worth "
         "(per_device_train_batch_size * gradient_accumulation_steps * processes / num_generations).",
     )
-    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = Field("grpo")
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = Field(
+        "grpo",
+        description="How token losses are averaged (TRL's loss_type): grpo per sequence, then over sequences; bnpo over "
+        "the batch's tokens; dapo over the whole accumulated batch's tokens; dr_grpo divided by a constant (Dr. GRPO).",
+    )
     scale_rewards: Literal["group", "batch", "none"] = Field("group", description="Advantage normalisation.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling for rollouts.")
     top_k: int = Field(0, ge=0, description="Top-k sampling for rollouts; 0 = off.")
     mask_truncated_completions: bool = Field(False, description="Exclude completions cut at max_completion_length from the loss.")
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping.")
-    bf16: bool = Field(True)
+    bf16: bool = Field(True, description="bfloat16 mixed precision (a GPU that has it; false on CPU).")
     gradient_checkpointing: bool = operational(True, description="Recompute activations in the backward pass: less memory, same update.")
-    seed: int = Field(42)
-    logging_steps: int = Field(1, ge=1)
+    seed: int = Field(42, description="Seed of the trainer: data order, rollout sampling, new weights (LoRA).")
+    logging_steps: int = Field(1, ge=1, description="Log metrics (and advance the UI's progress bar) every N optimiser steps.")
     save_steps: int = operational(50, ge=1, description="Checkpoint (and sync it to the store) every N optimiser steps.")
     keep_last_checkpoints: int = operational(2, ge=1, description="Checkpoints kept locally and in the store; older are pruned.")
     eval_samples: int = Field(0, ge=0, description="Pool rows held out for in-training evaluation (0 = none).")
     eval_steps: int | None = Field(None, ge=1, description="Evaluate on the held-out rows every N steps (needs eval_samples).")
     report_to: list[str] = operational(default_factory=lambda: ["tensorboard"], description="tensorboard, wandb, ... or [].")
     max_samples: int | None = Field(None, ge=1, description="Use at most this many pool rows (None = all).")
-    min_pixels: int | None = Field(None, ge=1)
-    max_pixels: int | None = Field(401408, ge=1, description="~0.4 MP = 512*28*28 (LMM-R1 trains at <=640*28*28).")
+    min_pixels: int | None = Field(None, ge=1, description="Image min pixels for the processor; None = model default.")
+    max_pixels: int | None = Field(
+        401408, ge=1, description="Image max pixels for the processor: 401408 = 512 patches of 28 x 28, about 0.4 MP "
+        "(LMM-R1 trains at up to 640 patches); None = model default.",
+    )
     freeze_vision_tower: bool = Field(False, description="Keep the vision encoder and merger frozen in this phase.")
     lora: LoraSettings | None = Field(None, description="Train LoRA adapters instead of all weights; None = full.")
     use_vllm: bool = Field(False, description="Roll out with vLLM (GPU only, needs the gpu extra).")
@@ -345,7 +367,9 @@ class PhaseConfig(Strict):
     vllm_server_base_url: str | None = operational(None, description="Server mode: e.g. http://10.0.0.5:8000.")
     vllm_gpu_memory_utilization: float = operational(0.3, gt=0, le=1, description="Colocate mode: GPU memory share for vLLM.")
     vllm_tensor_parallel_size: int = operational(1, ge=1, description="Colocate mode: tensor parallel size of vLLM.")
-    distributed: DistributedSettings = Field(default_factory=DistributedSettings)
+    distributed: DistributedSettings = Field(
+        default_factory=DistributedSettings, description="One process, or `accelerate launch` over GPUs and nodes."
+    )
 
     @model_validator(mode="after")
     def _batch_divisible(self) -> PhaseConfig:
@@ -381,6 +405,8 @@ class PhaseConfig(Strict):
 
 
 class Phases(Strict):
+    """The three GRPO phases of the curriculum, each starting from the previous phase's model."""
+
     # Keys are the phase numbers, so `--set phases.2.learning_rate=...` means phase 2, with no off-by-one.
     model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
 
@@ -444,7 +470,7 @@ class JudgeConfig(Strict):
         default_factory=lambda: ["mathverse", "mathvista", "olympiadbench"],
         description="Benchmarks whose official protocol uses a judge (MathVerse, MathVista; OlympiadBench in lmms-eval).",
     )
-    max_tokens: int = Field(256, ge=1)
+    max_tokens: int = Field(256, ge=1, description="Longest judge reply, in tokens.")
     timeout_seconds: float = operational(120.0, gt=0, description="Per request.")
     max_retries: int = operational(2, ge=0, description="Retries of a failed request (connection error, HTTP 5xx/429).")
 
@@ -458,8 +484,12 @@ class ReferenceRow(Strict):
 
 
 class EvaluationConfig(Strict):
-    sets: list[EvalSetConfig] = Field(min_length=1)
-    generation: GenerationConfig = Field(default_factory=lambda: GenerationConfig(temperature=0.0))
+    """Which models are scored on which sets, how they generate, and what the report shows beside them."""
+
+    sets: list[EvalSetConfig] = Field(min_length=1, description="Sets to score: published benchmarks or local files.")
+    generation: GenerationConfig = Field(
+        default_factory=lambda: GenerationConfig(temperature=0.0), description="Decoding (greedy by default)."
+    )
     models: list[EvalModel] = Field(
         default_factory=lambda: ["base", "phase1", "phase2", "phase3"],
         description="Models to evaluate, in table order: the base model and the output of each phase.",
@@ -489,7 +519,7 @@ class EvaluationConfig(Strict):
 
 class PublishConfig(Strict):
     repo_id: str | None = Field(None, description="Hub repo to push to; None = only write the Hub-ready folder to the store.")
-    private: bool = Field(True)
+    private: bool = Field(True, description="Create new Hub repos as private.")
     token_env: str = operational("HF_TOKEN", description="Environment variable holding the Hub token (never logged or stored).")
     token_secret: str | None = operational(
         "hf-token", description="Prefect Secret block with the Hub token, used when the variable is unset; None = env only."
@@ -498,7 +528,7 @@ class PublishConfig(Strict):
 
 
 class RuntimeConfig(Strict):
-    device: Literal["auto", "cpu", "cuda"] = Field("auto")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where stages compute; auto = cuda when available.")
     stage_timeout_seconds: int = Field(24 * 3600, ge=1, description="A stage's child process is killed after this.")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads in stage processes; None = default.")
     parallel_shards: int = Field(
@@ -513,15 +543,17 @@ class RuntimeConfig(Strict):
 
 class Recipe(Strict):
     name: str = Field(description="Recipe name (shown in the model card).")
-    description: str = Field("")
-    base_model: ModelRef = Field(default_factory=ModelRef)
+    description: str = Field("", description="What this recipe is for, in a sentence.")
+    base_model: ModelRef = Field(
+        default_factory=ModelRef, description="The model phase 1 starts from (and the default captioner and policy)."
+    )
     store: StoreConfig = operational(default_factory=StoreConfig, description="Where artifacts are stored.")
-    prompts: PromptConfig = Field(default_factory=PromptConfig)
-    rewards: RewardConfig = Field(default_factory=RewardConfig)
+    prompts: PromptConfig = Field(default_factory=PromptConfig, description="System prompt and phase-2 caption template.")
+    rewards: RewardConfig = Field(default_factory=RewardConfig, description="Format and accuracy rewards.")
     curation: CurationConfig
     phases: Phases
     evaluation: EvaluationConfig
-    publish: PublishConfig = Field(default_factory=PublishConfig)
+    publish: PublishConfig = Field(default_factory=PublishConfig, description="The Hub-ready folder and its upload.")
     runtime: RuntimeConfig = operational(
         default_factory=RuntimeConfig, description="How stages run on this machine: device, timeouts, threads, parallelism."
     )
