@@ -81,17 +81,26 @@ def _server(args: argparse.Namespace) -> int:
 
 def _deploy(args: argparse.Namespace) -> int:
     _quiet_offline_prefect()
-    from infimmr.flows.deploy import DeployOptions, register, serve_all
-
-    opts = DeployOptions(
-        cpu_pool=args.cpu_pool, gpu_pool=args.gpu_pool, cron=None if args.no_schedule else args.cron,
-        timezone=args.timezone, schedule_recipe=load_recipe(args.schedule_recipe, args.schedule_set),
+    from infimmr.flows.deploy import (
+        DeployOptions, ScheduledRecipe, describe_schedule, register, remove_stale_schedule, serve_all,
     )
+
+    if args.schedule_set and not args.schedule_recipe:
+        print("error: --schedule-set needs --schedule-recipe (the recipe the schedule retrains with)", file=sys.stderr)
+        return 2
+    schedule = None if args.no_schedule or not args.schedule_recipe else ScheduledRecipe(args.schedule_recipe, args.schedule_set)
+    opts = DeployOptions(cpu_pool=args.cpu_pool, gpu_pool=args.gpu_pool, cron=args.cron, timezone=args.timezone,
+                         schedule=schedule)
+    if schedule:
+        schedule.parameters()  # a recipe that would not load fails here, before anything is registered
+    removed = remove_stale_schedule(opts)
     if args.serve:
+        print(describe_schedule(opts, removed), file=sys.stderr, flush=True)
         serve_all(opts)
         return 0
     for name in register(opts):
         print(name)
+    print(describe_schedule(opts, removed), file=sys.stderr)
     return 0
 
 
@@ -203,9 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--gpu-pool", default="infimmr-gpu", help="work pool for the pipeline and the training phases")
     deploy.add_argument("--cron", default="0 3 * * 0", help="retraining schedule (default weekly, Sunday 03:00)")
     deploy.add_argument("--timezone", default="UTC")
-    deploy.add_argument("--no-schedule", action="store_true", help="no retraining schedule")
-    deploy.add_argument("--schedule-recipe", default="infimmr-3b", metavar="NAME|PATH",
-                        help="the recipe the schedule retrains with (default: infimmr-3b)")
+    deploy.add_argument("--no-schedule", action="store_true", help="no retraining schedule, even with --schedule-recipe")
+    deploy.add_argument("--schedule-recipe", metavar="NAME|PATH",
+                        help="add a retraining schedule (--cron) with this recipe, e.g. infimmr-3b; none without it")
     deploy.add_argument("--schedule-set", action="append", default=[], metavar="KEY=VALUE",
                         help="override the scheduled recipe, e.g. the data snapshot: curation.sources.0.path=s3://b/2025-06")
     curate = sub.add_parser("curate", help="curate one source outside the pipeline and print its report")

@@ -10,15 +10,13 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from infimmr_core.config import Recipe
-from infimmr_core.recipes import load_recipe
 from infimmr_core.stages import (
     COLLECT, SHARD, SPECS, STAGES, ArtifactRef, StageName, downstream_of, merge_inputs, resolve_upstream, shard_refs,
     stored_ref,
 )
 from infimmr_core.store import ArtifactStore, store_from_config
+from infimmr.flows.parameters import Override, RecipeChoice, record_recipe, resolve_recipe
 from infimmr.tasks.stages import GPU_STAGES, StageOutcome, call_stage, map_stage
-
-DEFAULT_RECIPE = load_recipe("smoke")
 
 
 def _summary(recipe: Recipe, outcomes: dict[str, StageOutcome]) -> dict[str, Any]:
@@ -60,10 +58,22 @@ def run_stage(stage: str, recipe: Recipe, upstream: dict[str, ArtifactRef], *, f
 
 @flow(name="infimmr-pipeline", description="Curate -> GRPO phase 1 -> 2 -> 3 -> evaluate -> publish, every stage cached by key.")
 def infimmr_pipeline(
-    recipe: Recipe = DEFAULT_RECIPE,
-    force: list[StageName] | None = None,
+    recipe_name: RecipeChoice = "smoke",
+    overrides: tuple[Override, ...] = (),
+    force: tuple[StageName, ...] = (),
+    recipe: Recipe | None = None,
 ) -> dict[str, Any]:
-    """Run the whole pipeline. `force` recomputes the named stages and everything downstream of them."""
+    """Run the whole pipeline; finished stages come back Cached.
+
+    Args:
+        recipe_name: A built-in recipe, or the path of a YAML recipe on the machine that runs the flow.
+        overrides: Settings to change, each `KEY=VALUE` as `infimmr run --set` takes them, e.g.
+            `phases.2.learning_rate=1e-6` or `curation.sources.0.path=s3://bucket/snapshot.jsonl`. Applied in order.
+        force: Stages to recompute, with everything downstream of them, even when stored.
+        recipe: Advanced: a whole recipe, used instead of `recipe_name` (the overrides still apply).
+    """
+    recipe = resolve_recipe(recipe_name, overrides, recipe)
+    record_recipe(recipe)
     forced = downstream_of(force or [])
     store = store_from_config(recipe.store)
     refs: dict[str, ArtifactRef] = {}
@@ -77,7 +87,25 @@ def infimmr_pipeline(
 
 
 @flow(name="infimmr-stage", description="Run one stage; its upstream artifacts must already be in the store.")
-def infimmr_stage(stage: StageName, recipe: Recipe = DEFAULT_RECIPE, force: bool = False) -> dict[str, Any]:
+def infimmr_stage(
+    stage: StageName,
+    recipe_name: RecipeChoice = "smoke",
+    overrides: tuple[Override, ...] = (),
+    force: bool = False,
+    recipe: Recipe | None = None,
+) -> dict[str, Any]:
+    """Run one stage; the next pipeline run reuses what it stores.
+
+    Args:
+        stage: The stage to run; the stages it reads must already be in the store.
+        recipe_name: A built-in recipe, or the path of a YAML recipe on the machine that runs the flow.
+        overrides: Settings to change, each `KEY=VALUE` as `infimmr stage --set` takes them, e.g.
+            `phases.2.learning_rate=1e-6`. Applied in order.
+        force: Recompute the stage even when it is stored.
+        recipe: Advanced: a whole recipe, used instead of `recipe_name` (the overrides still apply).
+    """
+    recipe = resolve_recipe(recipe_name, overrides, recipe)
+    record_recipe(recipe)
     store = store_from_config(recipe.store)
     upstream = resolve_upstream(store, stage, recipe)
     return _summary(recipe, {stage: run_stage(stage, recipe, upstream, force=force, store=store)})

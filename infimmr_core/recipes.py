@@ -93,6 +93,16 @@ def load_recipe(name_or_path: str = "smoke", overrides: list[str] | tuple[str, .
     return validate_recipe(data, source=name_or_path)
 
 
+def override_recipe(recipe: Recipe, overrides: list[str] | tuple[str, ...]) -> Recipe:
+    """`recipe` with `--set`-style overrides applied, validated like a loaded recipe."""
+    if not overrides:
+        return recipe
+    data = recipe.model_dump(mode="json", by_alias=True)
+    for item in overrides:
+        apply_override(data, *parse_override(item))
+    return validate_recipe(data, source=recipe.name)
+
+
 def validate_recipe(data: dict, source: str = "recipe") -> Recipe:
     try:
         return Recipe.model_validate(_stringify_keys(data))

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
+import yaml
 from processes import has_exited, signal_own_group
 
 from infimmr_core.recipes import load_recipe
@@ -108,41 +109,111 @@ def test_deployments_form_schedule_and_rejected_parameters(prefect_server, cli_e
     names = out.stdout.split()
     assert names == ["infimmr-pipeline/pipeline"] + [f"infimmr-stage/stage-{s}" for s in
                                                      ("curate", "phase1", "phase2", "phase3", "evaluate", "publish")]
+    assert ("schedule 'retrain': cron '0 3 * * 0' (UTC) runs infimmr-pipeline/pipeline with recipe smoke "
+            "--set curation.sources.0.seed=7") in out.stderr
 
     pipeline = deployment(api, "infimmr-pipeline/pipeline")
     assert pipeline["work_pool_name"] == "infimmr-gpu" and pipeline["enforce_parameter_schema"]
     assert pipeline["global_concurrency_limit"]["limit"] == 1  # one training run holds the GPU at a time
     schema = pipeline["parameter_openapi_schema"]
-    recipe_schema = schema["definitions"]["Recipe"]
-    assert {"curation", "phases", "evaluation", "publish", "runtime"} <= set(recipe_schema["properties"])
+    # The form: a recipe by name, overrides, force, and the whole recipe as the advanced alternative; nothing else.
+    assert list(schema["properties"]) == ["recipe_name", "overrides", "force", "recipe"]
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["recipe_name"]["anyOf"][0]["enum"] == ["infimmr-3b", "smoke"]
     phase = schema["definitions"]["PhaseConfig"]["properties"]
-    assert phase["learning_rate"]["exclusiveMinimum"] == 0 and "description" in phase["num_generations"]
+    assert phase["learning_rate"]["exclusiveMinimum"] == 0 and "description" in phase["learning_rate"]
     assert deployment(api, "infimmr-stage/stage-phase2")["global_concurrency_limit"]["limit"] == 1
-    assert deployment(api, "infimmr-stage/stage-curate")["global_concurrency_limit"] is None
-    assert deployment(api, "infimmr-stage/stage-curate")["work_pool_name"] == "infimmr-cpu"
+    stage = deployment(api, "infimmr-stage/stage-curate")
+    assert stage["global_concurrency_limit"] is None and stage["work_pool_name"] == "infimmr-cpu"
+    assert list(stage["parameter_openapi_schema"]["properties"]) == ["stage", "recipe_name", "overrides", "force", "recipe"]
 
-    # The schedule carries the recipe (here with its data snapshot changed) as its parameters.
+    # The schedule runs the named recipe with its overrides (here the data snapshot changed).
     [schedule] = pipeline["schedules"]
     assert schedule["schedule"]["cron"] == "0 3 * * 0" and schedule["active"]
-    scheduled_recipe = schedule["parameters"]["recipe"]
-    assert scheduled_recipe["name"] == "smoke" and scheduled_recipe["curation"]["sources"][0]["seed"] == 7
+    assert schedule["parameters"] == {"recipe_name": "smoke", "overrides": ["curation.sources.0.seed=7"]}
 
-    # Invalid recipe values are refused by the server: no run is created.
-    bad = smoke_params("file:///nowhere")
-    bad["recipe"]["phases"]["1"]["learning_rate"] = -1
-    resp = create_run(api, pipeline["id"], bad)
-    assert resp.status_code == 409 and "learning_rate" in resp.text + json.dumps(bad) and "-1" in resp.text, resp.text
-    resp = create_run(api, pipeline["id"], {"recipe": {"name": "x"}})
-    assert resp.status_code == 409 and "curation" in resp.text, resp.text
+    # What the form or a client sends wrong is refused by the server, naming what is wrong; no run is created.
+    def requested_runs(dep: dict) -> list[dict]:
+        return [r for r in flow_runs(api, dep["id"], ["SCHEDULED", "PENDING", "RUNNING", "COMPLETED", "FAILED",
+                                                      "CRASHED", "CANCELLED"]) if not r["auto_scheduled"]]
+
+    bad_recipe = smoke_params("file:///nowhere")
+    bad_recipe["recipe"]["phases"]["1"]["learning_rate"] = -1
+    refused = [
+        (pipeline, {"recipe_name": "smoke", "overrides": ["phases.2.learnin_rate=1e-6"]}, ["overrides[0]", "phases.2.learnin_rate=1e-6"]),
+        (pipeline, {"overrides": ["phases.2.learning_rate=fast"]}, ["overrides[0]", "phases.2.learning_rate=fast"]),
+        (pipeline, {"overrides": ["phases.2.learning_rate=1e-6", "phases.1.input=video"]}, ["overrides[1]", "video"]),
+        (pipeline, {"recipe_name": "smok"}, ["recipe_name"]),
+        (pipeline, {"recipe_name": "smoke", "bogus": 1}, ["'bogus' was unexpected"]),
+        (pipeline, {"recipe": {"name": "x"}}, ["recipe"]),
+        (pipeline, bad_recipe, ["recipe"]),
+        (stage, {"stage": "curate", "overrides": ["phases.2.learning_rate=-1"]}, ["overrides[0]"]),
+        (stage, {"stage": "curate", "seed": 3}, ["'seed' was unexpected"]),
+    ]
+    before = {d["id"]: len(requested_runs(d)) for d in (pipeline, stage)}
+    for dep, parameters, names in refused:
+        resp = create_run(api, dep["id"], parameters)
+        assert resp.status_code == 409, (parameters, resp.text)
+        assert all(name in resp.json()["detail"] for name in names), (names, resp.text)
+    assert {d["id"]: len(requested_runs(d)) for d in (pipeline, stage)} == before, "a refused request created a run"
 
     # The scheduler creates the upcoming runs, with the schedule's parameters.
     deadline = time.monotonic() + 90
     while not (upcoming := [r for r in flow_runs(api, pipeline["id"], ["SCHEDULED"]) if r["auto_scheduled"]]):
         assert time.monotonic() < deadline, "the scheduler created no run"
         time.sleep(2)
-    assert upcoming[0]["parameters"]["recipe"]["curation"]["sources"][0]["seed"] == 7
-    every_run = flow_runs(api, pipeline["id"], ["SCHEDULED", "PENDING", "RUNNING", "COMPLETED", "FAILED"])
-    assert all(r["parameters"]["recipe"]["phases"]["1"]["learning_rate"] > 0 for r in every_run), "a rejected run exists"
+    assert upcoming[0]["parameters"] == schedule["parameters"]
+
+
+def test_deploy_schedules_nothing_unless_asked(prefect_server, cli_env, tmp_path):
+    """No --schedule-recipe, no schedule: and a schedule an earlier deploy made is removed, and the output says so."""
+    infimmr(["deploy", "--schedule-recipe", "smoke"], cli_env, tmp_path)
+    assert len(deployment(prefect_server, "infimmr-pipeline/pipeline")["schedules"]) == 1
+    out = infimmr(["deploy"], cli_env, tmp_path)
+    assert deployment(prefect_server, "infimmr-pipeline/pipeline")["schedules"] == []
+    assert "schedule: none (removed the 'retrain' schedule an earlier deploy made)" in out.stderr
+    assert "schedule: none;" in infimmr(["deploy"], cli_env, tmp_path).stderr
+    bad = subprocess.run(INFIMMR + ["deploy", "--schedule-set", "x=1"], env=cli_env, cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and "--schedule-set needs --schedule-recipe" in bad.stderr
+
+
+def recipe_of_run(api: str, flow_run_id: str, timeout: float = 240) -> dict:
+    """The resolved recipe a run recorded (its `recipe` artifact), as a mapping."""
+    body = {"artifacts": {"flow_run_id": {"any_": [flow_run_id]}, "key": {"any_": ["recipe"]}}}
+    deadline = time.monotonic() + timeout
+    while not (found := httpx.post(f"{api}/artifacts/filter", json=body, timeout=30).json()):
+        run = httpx.get(f"{api}/flow_runs/{flow_run_id}", timeout=30).json()
+        assert run["state_type"] not in FINAL, f"run ended {run['state_name']} without its recipe: {run['state']}"
+        assert time.monotonic() < deadline, "the run recorded no recipe"
+        time.sleep(2)
+    text = found[0]["data"]
+    return yaml.safe_load(text.removeprefix("```yaml\n").removesuffix("```"))
+
+
+def test_run_form_recipe_name_and_overrides_through_the_api(prefect_server, cli_env, tmp_path):
+    """What the UI form sends: a recipe name and `KEY=VALUE` overrides. The run uses exactly that recipe; an override
+    that only the recipe as a whole can refuse (the form's schema bypassed) fails the run with the reason."""
+    api = prefect_server
+    overrides = ["phases.2.learning_rate=1e-6", f"store.uri=file://{tmp_path / 'store'}"]
+    with served(cli_env, tmp_path) as proc:
+        dep = wait_deployment(api, "infimmr-pipeline/pipeline", proc, tmp_path)
+        resp = create_run(api, dep["id"], {"recipe_name": "smoke", "overrides": overrides})
+        assert resp.status_code == 201, resp.text
+        run_id = resp.json()["id"]
+        used = recipe_of_run(api, run_id)
+        assert used == load_recipe("smoke", overrides).model_dump(mode="json", by_alias=True)
+        assert used["phases"]["2"]["learning_rate"] == 1e-6
+        cancel = {"state": {"type": "CANCELLING", "message": "test: the recipe was all it had to show"}}
+        httpx.post(f"{api}/flow_runs/{run_id}/set_state", json=cancel, timeout=30).raise_for_status()
+
+        resp = httpx.post(f"{api}/deployments/{dep['id']}/create_flow_run", timeout=60, json={
+            "parameters": {"overrides": ["phases.1.num_generations=3"]}, "enforce_parameter_schema": False})
+        assert resp.status_code == 201, resp.text
+        failed = wait_final(api, resp.json()["id"], timeout=300)
+        assert wait_final(api, run_id, timeout=120)["state_type"] == "CANCELLED"
+    assert failed["state_type"] == "FAILED", failed["state"]
+    assert "is not divisible by num_generations = 3" in failed["state"]["message"]
 
 
 @pytest.mark.slow

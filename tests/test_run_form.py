@@ -1,4 +1,4 @@
-"""The deployments' run forms, as Prefect registers them (the flows' parameter schemas): every recipe field described,
+"""The deployments' run forms, as Prefect registers them (the flows' parameter schemas): short, every field described,
 and every description shown as written when the UI renders it as Markdown."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ MARKDOWN = MarkdownIt("commonmark").enable(["table", "strikethrough"])
 
 
 def described_fields(schema: dict) -> list[tuple[str, str | None]]:
-    """(where, description) of every recipe field; a field that is a section may take its description from the
-    section's model."""
-    fields = []
+    """(where, description) of every parameter and every recipe field; a field that is a section may take its
+    description from the section's model."""
+    fields = [(f"parameter {name}", prop.get("description")) for name, prop in schema["properties"].items()]
     for model, definition in schema["definitions"].items():
         for name, prop in definition.get("properties", {}).items():
             ref = prop.get("$ref", "").rsplit("/", 1)[-1]
@@ -65,3 +65,21 @@ def test_form_fields_are_described_and_render_as_written(flow):
     assert [where for where, text in fields if not text] == []
     problems = {where: (text, problem) for where, text in fields if (problem := rendering_problem(text))}
     assert problems == {}
+
+
+@pytest.mark.parametrize(
+    ("flow", "parameters"),
+    [(infimmr_pipeline, ["recipe_name", "overrides", "force", "recipe"]),
+     (infimmr_stage, ["stage", "recipe_name", "overrides", "force", "recipe"])],
+    ids=["pipeline", "stage"],
+)
+def test_form_is_a_recipe_name_overrides_and_force(flow, parameters):
+    schema = parameter_schema(flow).model_dump_for_openapi()
+    assert list(schema["properties"]) == parameters
+    assert schema["required"] == ["stage"] if flow is infimmr_stage else "required" not in schema
+    choice = schema["properties"]["recipe_name"]
+    assert choice["default"] == "smoke"
+    assert choice["anyOf"][0]["enum"] == ["infimmr-3b", "smoke"]  # the dropdown
+    assert choice["anyOf"][1]["pattern"] == r"\.ya?ml$"  # or a recipe file
+    assert schema["properties"]["overrides"]["default"] == []
+    assert schema["properties"]["recipe"]["default"] is None  # the whole recipe only when asked for
