@@ -1,6 +1,6 @@
-"""The symbolic back ends: math-verify for equivalence, latex2sympy for the official policies that parse LaTeX.
+"""The symbolic back end of the semantic comparison: math-verify.
 
-Both are imported lazily (sympy, an ANTLR parser: ~0.5 s). Nothing here sets a timeout: callers run symbolic work
+It is imported lazily (sympy, an ANTLR parser: ~0.5 s). Nothing here sets a timeout: callers run symbolic work
 under `rewards.deadline`, because math-verify's own `signal.alarm` is whole seconds, cannot be nested and reports a
 timeout as a plain mismatch.
 """
@@ -85,11 +85,3 @@ def mv_compare(gold_tex: str, pred_tex: str, *, constant_gold: bool = False) -> 
                 _log.debug("math-verify raised", exc_info=True)
                 errored = True
     return 0.0, ("verifier error" if errored else "mismatch")
-
-
-def latex2sympy(tex: str) -> Any:
-    """latex2sympy2's reading of ``tex`` (the parser MATH-Vision's scorer uses; the extended fork math-verify ships).
-    Raises on LaTeX it cannot read."""
-    from latex2sympy2_extended import latex2sympy as parse
-
-    return parse(tex)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from infimmr_core.answers.choices import letter_of, letters_in, option_index
 from infimmr_core.answers.compare import compare_math
-from infimmr_core.answers.latex import drop_label, norm_text, split_top_level
+from infimmr_core.answers.latex import drop_label, norm_text, split_top_level, squash, strip_math_delims
 from infimmr_core.answers.numbers import parse_bearing, parse_number, same_quantity
 from infimmr_core.answers.official.verdict import Official
 
@@ -47,6 +47,9 @@ def gold_letters(gold: str, choices: Sequence[str]) -> frozenset[str]:
 
 
 def free_form_equal(answer: str, gold: str) -> bool:
+    answer, gold = (x.replace("\\left", "").replace("\\right", "") for x in (answer, gold))
+    if squash(strip_math_delims(answer)) == squash(strip_math_delims(gold)):
+        return True  # the same answer, written the same way
     gold_bearing, answer_bearing = parse_bearing(gold), parse_bearing(answer)
     if gold_bearing or answer_bearing:
         return gold_bearing == answer_bearing

@@ -8,7 +8,7 @@ correct) answer is" / "the answer should be" up to the end of its line or senten
 
 `is_equal` lower-cases both sides, compares the strings, then tuples/lists element by element (each element's value
 rounded to 2 decimals), then the values of both sides, rounded to 2 decimals: the official code evaluates
-``str(latex2sympy(x))`` as Python with the `math` module's names, so only what that can evaluate has a value (``pi``
+``str(latex2sympy(x))`` (latex2sympy2 1.9; we read LaTeX the same way, `parse_latex`) as Python with the `math` module's names, so only what that can evaluate has a value (``pi``
 and ``e`` do; ``E``, ``I``, ``oo``, ``Abs``, symbols and sets do not). We walk the sympy tree with the same rules instead
 of calling ``eval``. A response is correct when it equals the gold letter or the gold option's raw text.
 """
@@ -22,7 +22,6 @@ from typing import Any
 
 from infimmr_core.answers.official.hendrycks import MATH_VISION, strip_string
 from infimmr_core.answers.official.verdict import Official, python_float_ok
-from infimmr_core.answers.symbolic import latex2sympy
 
 _FLAGS = ("the final answer is", "the answer is", "the correct answer is", "the answer should be")
 _BOXED_RE = re.compile("oxed{(.*)}", flags=re.S)
@@ -93,7 +92,8 @@ def python_value(expr: Any) -> int | float:
     if isinstance(expr, sympy.Rational):
         return int(expr.p) / int(expr.q)
     if isinstance(expr, sympy.Float):
-        return float(str(expr))
+        value = float(str(expr))
+        return int(value) if value.is_integer() else value  # the original reads "2.0" as the integer 2
     if expr is sympy.pi:
         return math.pi
     if expr is sympy.nan:
@@ -119,6 +119,14 @@ def python_value(expr: Any) -> int | float:
             return _checked(b**e)
         except (OverflowError, ZeroDivisionError) as error:
             raise Unevaluable(str(error)) from error
+    if isinstance(expr, sympy.UnevaluatedExpr):
+        return python_value(expr.args[0])
+    if isinstance(expr, sympy.log) and len(expr.args) == 2:  # log(8, 2): math.log takes the base too
+        value, base = (python_value(a) for a in expr.args)
+        try:
+            return math.log(value, base)
+        except (ValueError, ZeroDivisionError) as error:
+            raise Unevaluable(f"log: {error}") from error
     if isinstance(expr, sympy.Function) and len(expr.args) == 1:
         return _call(type(expr).__name__, python_value(expr.args[0]))
     raise Unevaluable(type(expr).__name__)
@@ -140,10 +148,43 @@ def _checked(value: Any) -> int | float:
     return value
 
 
+_DIGIT_FRAC_RE = re.compile(r"(\d)\s*(?=\\frac)")
+
+
+def _before_unmatched_brace(tex: str) -> str:
+    depth = 0
+    for i, ch in enumerate(tex):
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if depth < 0:
+            return tex[:i]
+    return tex
+
+
+def parse_latex(tex: str) -> Any:
+    """latex2sympy as the original latex2sympy2 (1.9) the official code uses reads ``tex``: surrounding ``$`` allowed,
+    parsing stops at an unmatched ``}`` (its error recovery drops the rest), degrees are an error, ``2\\frac12`` is
+    2 times 1/2, and no other normalisation; raises where it raises."""
+    from latex2sympy2_extended.latex2sympy2 import ConversionConfig
+    from latex2sympy2_extended.latex2sympy2 import latex2sympy as parse
+    from latex2sympy2_extended.math_normalization import NormalizationConfig
+
+    tex = _before_unmatched_brace(tex.strip())
+    if len(tex) > 1 and tex[0] == tex[-1] == "$":
+        tex = tex[1:-1]
+    if "\\circ" in tex:
+        raise Unevaluable("degrees")
+    tex = _DIGIT_FRAC_RE.sub(r"\1\\cdot ", tex)
+    return parse(tex, normalization_config=NormalizationConfig(
+        basic_latex=False, units=False, malformed_operators=False, nits=False, boxed="none", equations=False,
+    ), conversion_config=ConversionConfig(interpret_as_mixed_fractions=False, lowercase_symbols=False))
+
+
 def value_of(tex: str) -> int | float:
     """``round(eval(str(latex2sympy(tex))), 2)``; raises where the official code raises."""
     try:
-        expr = latex2sympy(tex)
+        expr = parse_latex(tex)
+    except Unevaluable:
+        raise
     except Exception as error:  # the parser's own errors are many and untyped
         raise Unevaluable(f"latex2sympy: {error}") from error
     return round(python_value(expr), 2)
