@@ -291,6 +291,10 @@ def test_official_quirk_is_named_when_it_decides():
     assert scores.official.correct and scores.official.quirk == "no answer mapped to the nearest option"
     truncated = SCORERS["mathvista"].score(vista("7", answer_type="integer"), boxed("7.6"))
     assert truncated.official.quirk == "a non-integer truncated to the integer gold"
+    union = SCORERS["olympiadbench"].score(olympiad("$(-\\infty, 2] \\cup [3, \\infty)$", answer_type="Interval"),
+                                           boxed("(-\\infty,2]\\cup[3,\\infty)"))
+    assert not union.official.correct and union.official.quirk.startswith("a union written with other spacing")
+    assert union.semantic.correct
 
 
 def test_timeout_and_verifier_error_score_zero_with_reason(monkeypatch):

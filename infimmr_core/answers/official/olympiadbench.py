@@ -283,7 +283,19 @@ def verdict(response: str, gold: str, *, precision: float | list[float] = DEFAUL
             chinese: bool = False) -> Official:
     """judge.py on one row: extract, then ``judge(model_answer, gold, precision)``."""
     answer = extract(response, chinese=chinese)
-    return Official(Judge(precision).judge(answer, gold), answer)
+    correct = Judge(precision).judge(answer, gold)
+    return Official(correct, answer, "" if correct else _quirk(answer, gold))
+
+
+def _quirk(answer: str, gold: str) -> str:
+    """The known judge bug behind a wrong verdict, if it is one of those we can recognise."""
+    try:
+        a, g = (clean(boxed_or_last_line(x)) for x in (answer, gold))
+    except Mismatched:
+        return "unbalanced braces in a \\boxed{}: the judge gives up"
+    if "\\cup" in g and a.replace(" ", "") == g.replace(" ", ""):
+        return "a union written with other spacing: the judge cannot parse unions"
+    return ""
 
 
 def judge_examples(gold: str, answers: Sequence[tuple[str, float | list[float]]]) -> list[bool]:

@@ -24,7 +24,7 @@ def _precision(item: EvalItem) -> float | list[float]:
 def official(item: EvalItem, response: str) -> Verdict:
     result = official_olympiad.verdict(
         response, item.gold, precision=_precision(item), chinese="_zh_" in item.group)
-    return from_official(result.correct, result.compared)
+    return from_official(result.correct, result.compared, result.quirk)
 
 
 def _parts(text: str) -> list[str]:
