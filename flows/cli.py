@@ -107,37 +107,37 @@ def _deploy(args: argparse.Namespace) -> int:
 def _curate_parts(recipe: Recipe, store: ArtifactStore) -> tuple[Manifest, dict[str, str]]:
     """The curate stage's parts in child processes, without Prefect, with a progress bar over the shards; each part
     is reused when the store holds it. Returns the curate manifest and each part's state."""
+    from dataclasses import dataclass
+
     from tqdm import tqdm
 
-    from infimmr_core.keys import key_of
     from infimmr_core.runner import run_stage_process
-    from infimmr_core.stages import COLLECT, SHARD, ArtifactRef, key_inputs, merge_inputs, shard_refs
+    from infimmr_core.stages import SHARD, ArtifactRef, curate_from_parts, plan_stage, produce, stored_ref
 
-    states: dict[str, str] = {}
+    @dataclass
+    class Part:
+        ref: ArtifactRef
+        state: str
 
-    def part(stage: str, upstream: dict[str, ArtifactRef], label: str, say: Callable[[str], None]) -> ArtifactRef:
-        inputs = key_inputs(stage, recipe, {name: ref.digest for name, ref in upstream.items()})
-        key = key_of(inputs)
-        manifest = store.manifest(stage, key)
-        states[label] = "cached" if manifest else "completed"
-        if manifest is None:
-            manifest = run_stage_process(stage, recipe, upstream, key, inputs, on_line=say)
-        return ArtifactRef.from_manifest(store, manifest, reused=states[label] == "cached")
+    def part(stage: str, upstream: dict[str, ArtifactRef], say: Callable[[str], None] = print_err) -> Part:
+        ref = produce(store, plan_stage(stage, recipe, upstream),
+                      lambda plan: run_stage_process(plan, recipe, upstream, on_line=say))
+        return Part(ref, "cached" if ref.reused else "completed")
 
-    def to_stderr(line: str) -> None:
-        print(line, file=sys.stderr)
+    def shards(upstreams: dict[str, dict[str, ArtifactRef]]) -> dict[str, Part]:
+        with tqdm(upstreams.items(), desc="curate shards", unit="shard", file=sys.stderr) as bar:
+            return {name: part(SHARD, upstream, lambda line: bar.write(line, file=sys.stderr)) for name, upstream in bar}
 
-    if done := store.manifest("curate", key_of(key_inputs("curate", recipe, {}))):
-        return done, {"curate": "cached"}
-    collect = part(COLLECT, {}, COLLECT, to_stderr)
-    shards = {}
-    with tqdm(shard_refs(store, collect).items(), desc="curate shards", unit="shard", file=sys.stderr) as bar:
-        for name, ref in bar:
-            shards[name] = part(SHARD, {"shard": ref}, name, lambda line: bar.write(line, file=sys.stderr))
-    merged = part("curate", merge_inputs(store, collect, shards), "curate", to_stderr)
-    manifest = store.manifest("curate", merged.key)
-    assert manifest is not None  # the merge just stored it
+    merged, parts = curate_from_parts(store, recipe, force=False, run_part=part, run_shards=shards)
+    ref = merged.ref if merged else stored_ref(store, "curate", recipe, {})
+    manifest = store.manifest("curate", ref.key) if ref else None
+    assert manifest is not None  # stored before, or the merge just stored it
+    states = {**{name: o.state for name, o in parts.items()}, "curate": merged.state} if merged else {"curate": "cached"}
     return manifest, states
+
+
+def print_err(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 def _curate(args: argparse.Namespace) -> int:

@@ -11,8 +11,7 @@ from prefect.runtime import flow_run
 
 from infimmr_core.config import Recipe
 from infimmr_core.stages import (
-    COLLECT, SHARD, SPECS, STAGES, ArtifactRef, StageName, downstream_of, merge_inputs, resolve_upstream, shard_refs,
-    stored_ref,
+    SHARD, SPECS, STAGES, ArtifactRef, StageName, curate_from_parts, downstream_of, resolve_upstream,
 )
 from infimmr_core.store import ArtifactStore, store_from_config
 from infimmr.flows.parameters import Override, RecipeChoice, record_recipe, resolve_recipe
@@ -36,17 +35,17 @@ def run_curate(recipe: Recipe, *, force: bool, store: ArtifactStore) -> StageOut
     """The curate stage from its parts: collect, then every shard (a task each, `runtime.parallel_shards` at a time),
     then the merge. A stored curate artifact answers at once; otherwise each part is reused when stored, so a rerun
     after a failure redoes only what failed."""
-    if not force and stored_ref(store, "curate", recipe, {}) is not None:
-        return call_stage("curate", recipe, {}, force=False, store=store)
     started = time.perf_counter()
-    collect = call_stage(COLLECT, recipe, {}, force=force, store=store)
-    inputs = shard_refs(store, collect.ref)
-    shards = map_stage(SHARD, recipe, {name: {"shard": ref} for name, ref in inputs.items()}, force=force, store=store,
-                       width=recipe.runtime.parallel_shards)
-    upstream = merge_inputs(store, collect.ref, {name: o.ref for name, o in shards.items()})
-    outcome = call_stage("curate", recipe, upstream, force=force, store=store)
-    parts = {COLLECT: collect.state} | {name: o.state for name, o in shards.items()}
-    return outcome.model_copy(update={"parts": parts, "seconds": round(time.perf_counter() - started, 3)})
+    merged, parts = curate_from_parts(
+        store, recipe, force=force,
+        run_part=lambda stage, upstream: call_stage(stage, recipe, upstream, force=force, store=store),
+        run_shards=lambda upstreams: map_stage(SHARD, recipe, upstreams, force=force, store=store,
+                                               width=recipe.runtime.parallel_shards),
+    )
+    if merged is None:  # stored: one cached task, so the UI shows the stage Cached
+        return call_stage("curate", recipe, {}, force=False, store=store)
+    return merged.model_copy(update={"parts": {name: o.state for name, o in parts.items()},
+                                     "seconds": round(time.perf_counter() - started, 3)})
 
 
 def run_stage(stage: str, recipe: Recipe, upstream: dict[str, ArtifactRef], *, force: bool, store: ArtifactStore,
