@@ -13,6 +13,7 @@ from pydantic.fields import FieldInfo
 
 from infimmr_core.data.prompts import DEFAULT_CAPTION_TEMPLATE, DEFAULT_SYSTEM_PROMPT, PhaseInput, validate_caption_template
 from infimmr_core.rewards import AnswerFormat, FormatMode
+from infimmr_core.trl_compat import colocate_image_problem, installed_trl
 
 
 def operational(default: Any = ..., **kwargs: Any) -> Any:
@@ -324,6 +325,11 @@ class PhaseConfig(Strict):
     max_completion_length: int = Field(4096, ge=1, description="Longest rollout completion, in tokens; longer ones are cut.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature of the rollouts.")
     beta: float = Field(0.001, ge=0, description="KL coefficient; > 0 loads a frozen reference (the phase's initial policy).")
+    use_bias_correction_kl: bool = Field(
+        False,
+        description="Weight the KL term by the importance ratio (DeepSeek-V3.2's unbiased KL gradient; TRL's "
+        "use_bias_correction_kl). Only matters when beta > 0; TRL's default moved from false (1.9) to true (1.16).",
+    )
     epsilon: float = Field(0.2, gt=0, description="PPO clip range (lower bound 1 - epsilon).")
     epsilon_high: float | None = Field(None, gt=0, description="Upper clip (DAPO clip-higher); None = epsilon.")
     num_iterations: int = Field(1, ge=1, description="Optimisation passes per generated batch (GRPO's mu).")
@@ -361,8 +367,11 @@ class PhaseConfig(Strict):
     freeze_vision_tower: bool = Field(False, description="Keep the vision encoder and merger frozen in this phase.")
     lora: LoraSettings | None = Field(None, description="Train LoRA adapters instead of all weights; None = full.")
     use_vllm: bool = Field(False, description="Roll out with vLLM (GPU only, needs the gpu extra).")
-    vllm_mode: Literal["colocate", "server"] = operational(
-        "colocate", description="colocate: vLLM shares the training GPUs; server: a `trl vllm-serve` process elsewhere."
+    vllm_mode: Literal["auto", "colocate", "server"] = operational(
+        "auto",
+        description="colocate: vLLM shares the training GPUs; server: a `vllm serve` process (README, Training) at "
+        "vllm_server_base_url; auto: colocate for text phases, server for image phases (colocated vLLM misaligns "
+        "images with TRL <= 1.16, so image phases refuse colocate).",
     )
     vllm_server_base_url: str | None = operational(None, description="Server mode: e.g. http://10.0.0.5:8000.")
     vllm_gpu_memory_utilization: float = operational(0.3, gt=0, le=1, description="Colocate mode: GPU memory share for vLLM.")
@@ -391,9 +400,20 @@ class PhaseConfig(Strict):
                 )
         if self.eval_steps and not self.eval_samples:
             raise ValueError("eval_steps is set but eval_samples is 0: there is nothing to evaluate on")
-        if self.vllm_mode == "server" and self.use_vllm and not self.vllm_server_base_url:
-            raise ValueError("vllm_mode 'server' needs vllm_server_base_url")
+        if self.use_vllm and self.rollout_vllm_mode == "server" and not self.vllm_server_base_url:
+            raise ValueError(
+                f"vllm_mode {self.vllm_mode!r} rolls out a {self.input!r} phase on a vLLM server: it needs vllm_server_base_url"
+            )
+        if problem := colocate_image_problem(self.input, self.use_vllm, self.rollout_vllm_mode, installed_trl()):
+            raise ValueError(problem)
         return self
+
+    @property
+    def rollout_vllm_mode(self) -> Literal["colocate", "server"]:
+        """TRL's vllm_mode: `auto` is colocate for text and server for images (see infimmr_core.trl_compat)."""
+        if self.vllm_mode == "auto":
+            return "colocate" if self.input == "text" else "server"
+        return self.vllm_mode
 
     @property
     def steps_per_generation(self) -> int | None:

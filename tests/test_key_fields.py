@@ -85,6 +85,8 @@ BASE_OVERRIDES = [
 COMPANIONS = {
     "curation.captioning.enabled": {"phases.2.input": "image"},  # phase 2 reads captions
     "phases.N.eval_steps": {"phases.N.eval_samples": 8},  # evaluating needs held-out rows
+    # vLLM rollouts of an image phase go to a server (colocate misaligns images): it needs the server's address.
+    "phases.N.use_vllm": {"phases.N.vllm_server_base_url": "http://127.0.0.1:8000"},
 }
 SPECIAL_VALUES = {
     "phases.N.per_device_train_batch_size": 16,  # 9 would not divide 256 prompts x 8 generations
