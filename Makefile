@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow lock clean-venv
+.PHONY: demo test test-slow lock lock-py312 lock-py313 clean-venv
 
 $(STAMP): pyproject.toml constraints/cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test-slow: $(STAMP)
 lock: $(STAMP)
 	@{ sed -n '1,3p' constraints/cpu.txt; $(BIN)/pip freeze --exclude-editable | grep -v '^infimmr'; } > constraints/cpu.txt.new
 	mv constraints/cpu.txt.new constraints/cpu.txt
+
+# The locks of the other supported Pythons, resolved under the 3.11 lock by that interpreter's pip (no install).
+lock-py312 lock-py313: lock-py3%:
+	python3 scripts/lock_python.py $(or $(PYTHON3$*),python3.$*) constraints/py3$*.txt
 
 clean-venv:
 	rm -rf $(VENV)
