@@ -8,13 +8,15 @@ schema cannot see is refused when the flow resolves the recipe, by the CLI's own
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Annotated, Literal, Union
 
 from pydantic import Field, WithJsonSchema
 
 from infimmr_core.config import Recipe
 from infimmr_core.override_schema import override_item_schema
-from infimmr_core.recipes import builtin_recipes, load_recipe, override_recipe, recipe_yaml
+from infimmr_core.recipes import RecipeError, builtin_recipes, load_recipe, override_recipe, recipe_yaml
 
 BUILTIN_RECIPES = tuple(builtin_recipes())
 # The form shows a choice: a dropdown of the built-in recipes, or a recipe file's path.
@@ -24,7 +26,7 @@ RecipeName = Annotated[
 ]
 RecipeFile = Annotated[str, WithJsonSchema({
     "title": "recipe file", "type": "string", "pattern": r"\.ya?ml$",
-    "description": "Path to a YAML recipe (.yaml) on the machine that runs the flow.",
+    "description": "A YAML recipe (.yaml): a path on the machine that runs the flow, or an s3:// or file:// URI.",
 }), Field(pattern=r"\.ya?ml$")]
 RecipeChoice = Union[RecipeName, RecipeFile]
 Override = Annotated[str, WithJsonSchema({
@@ -41,7 +43,25 @@ def resolve_recipe(recipe_name: str, overrides: tuple[str, ...] | list[str], rec
     overrides in order. Raises RecipeError naming the key, like the CLI."""
     if recipe is not None:
         return override_recipe(recipe, overrides)
-    return load_recipe(recipe_name, overrides)
+    if recipe_name.startswith("s3://"):
+        with tempfile.TemporaryDirectory() as folder:
+            return load_recipe(_download(recipe_name, Path(folder)), overrides)
+    return load_recipe(recipe_name.removeprefix("file://"), overrides)
+
+
+def _download(uri: str, folder: Path) -> str:
+    """A recipe file from S3 (boto3's own configuration: AWS_ENDPOINT_URL, credentials), as a local path: a worker
+    anywhere can read the recipe from the bucket that holds its data."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    path = folder / Path(key).name
+    try:
+        boto3.client("s3").download_file(bucket, key, str(path))
+    except (BotoCoreError, ClientError) as err:
+        raise RecipeError(f"recipe {uri}: cannot read it: {err}") from err
+    return str(path)
 
 
 def record_recipe(recipe: Recipe) -> None:

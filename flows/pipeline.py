@@ -65,7 +65,7 @@ def infimmr_pipeline(
     """Run the whole pipeline; finished stages come back Cached.
 
     Args:
-        recipe_name: A built-in recipe, or the path of a YAML recipe on the machine that runs the flow.
+        recipe_name: A built-in recipe, or a YAML recipe file: a path where the flow runs, or an s3:// URI.
         overrides: Settings to change, each `KEY=VALUE` as `infimmr run --set` takes them, e.g.
             `phases.2.learning_rate=1e-6` or `curation.sources.0.path=s3://bucket/snapshot.jsonl`. Applied in order.
         force: Stages to recompute, with everything downstream of them, even when stored.
@@ -97,7 +97,7 @@ def infimmr_stage(
 
     Args:
         stage: The stage to run; the stages it reads must already be in the store.
-        recipe_name: A built-in recipe, or the path of a YAML recipe on the machine that runs the flow.
+        recipe_name: A built-in recipe, or a YAML recipe file: a path where the flow runs, or an s3:// URI.
         overrides: Settings to change, each `KEY=VALUE` as `infimmr stage --set` takes them, e.g.
             `phases.2.learning_rate=1e-6`. Applied in order.
         force: Recompute the stage even when it is stored.

@@ -21,7 +21,8 @@ from infimmr.flows.pipeline import infimmr_pipeline
 from infimmr_core.config import Recipe
 from infimmr_core.override_schema import override_item_schema, recipe_settings
 from infimmr_core.recipes import (
-    RecipeError, apply_override, builtin_recipes, load_recipe, parse_override, recipe_text, validate_recipe,
+    RecipeError, apply_override, builtin_recipes, load_recipe, parse_override, recipe_text, recipe_yaml,
+    validate_recipe,
 )
 
 SCHEMA = override_item_schema(Recipe)
@@ -133,6 +134,17 @@ def test_resolve_recipe_applies_overrides_to_a_name_or_a_whole_recipe():
     whole = resolve_recipe("infimmr-3b", [], by_name)  # the whole recipe wins over the name
     assert whole == by_name
     assert resolve_recipe("smoke", ["phases.1.seed=7"], by_name).phases[1].seed == 7
+
+
+def test_recipe_file_by_path_or_uri(tmp_path, s3_env, s3_server):
+    text = recipe_yaml(load_recipe("smoke", ["phases.3.max_steps=5"]))
+    (tmp_path / "mine.yaml").write_text(text)
+    s3_server.client().put_object(Bucket=s3_env, Key="recipes/mine.yaml", Body=text.encode())
+    for source in (str(tmp_path / "mine.yaml"), f"file://{tmp_path / 'mine.yaml'}", f"s3://{s3_env}/recipes/mine.yaml"):
+        recipe = resolve_recipe(source, ["phases.1.seed=3"], None)
+        assert (recipe.phases[3].max_steps, recipe.phases[1].seed) == (5, 3), source
+    with pytest.raises(RecipeError, match="cannot read it"):
+        resolve_recipe(f"s3://{s3_env}/recipes/missing.yaml", [], None)
 
 
 def test_patterns_are_safe_for_browsers():
