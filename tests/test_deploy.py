@@ -16,7 +16,7 @@ import pytest
 import yaml
 from processes import has_exited, signal_own_group
 
-from infimmr_core.recipes import load_recipe
+from infimmr_core.recipes import builtin_recipes, load_recipe
 
 INFIMMR = [sys.executable, "-m", "infimmr.flows.cli"]
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -119,7 +119,7 @@ def test_deployments_form_schedule_and_rejected_parameters(prefect_server, cli_e
     # The form: a recipe by name, overrides, force, and the whole recipe as the advanced alternative; nothing else.
     assert list(schema["properties"]) == ["recipe_name", "overrides", "force", "recipe"]
     assert schema["additionalProperties"] is False
-    assert schema["properties"]["recipe_name"]["anyOf"][0]["enum"] == ["infimmr-3b", "smoke"]
+    assert schema["properties"]["recipe_name"]["anyOf"][0]["enum"] == builtin_recipes()
     phase = schema["definitions"]["PhaseConfig"]["properties"]
     assert phase["learning_rate"]["exclusiveMinimum"] == 0 and "description" in phase["learning_rate"]
     assert deployment(api, "infimmr-stage/stage-phase2")["global_concurrency_limit"]["limit"] == 1
