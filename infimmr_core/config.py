@@ -247,6 +247,37 @@ class DecontaminationConfig(Strict):
     )
 
 
+_MiB = 1024 * 1024
+
+
+class RowLimits(Strict):
+    """Bounds on one source row: no input can make curation allocate without bound or keep an absurd value. A row
+    over any of them is quarantined with the bound named (e.g. `field too large: answer ...`)."""
+
+    max_row_bytes: int = Field(
+        16 * _MiB, ge=1024,
+        description="A JSONL line, JSON array element or CSV record longer than this is quarantined without being parsed.",
+    )
+    max_row_group_bytes: int = Field(
+        1024 * _MiB, ge=_MiB,
+        description="A Parquet row group larger than this (uncompressed) is not read; each of its rows is quarantined.",
+    )
+    max_text_chars: int = Field(
+        100_000, ge=1, description="Longest problem, caption or choice, in characters (over max_problem_chars is filtered)."
+    )
+    max_answer_chars: int = Field(10_000, ge=1, description="Longest gold answer, in characters.")
+    max_id_chars: int = Field(512, ge=1, description="Longest row id, in characters.")
+    max_choices: int = Field(64, ge=1, description="Most options of a multiple-choice row.")
+    max_images: int = Field(16, ge=1, description="Most images of one row.")
+    max_image_bytes: int = Field(
+        64 * _MiB, ge=1024, description="An image file or embedded image larger than this is quarantined unread."
+    )
+    max_metadata_bytes: int = Field(
+        _MiB, ge=1024, description="Largest metadata of one row (the source's extra columns), as JSON."
+    )
+    max_metadata_depth: int = Field(16, ge=1, description="Deepest nesting of lists and objects in a row's metadata.")
+
+
 class CurationConfig(Strict):
     """Sources to the three phase pools: typing and filters, decontamination, dedup, captions, the pass-rate band."""
 
@@ -259,6 +290,9 @@ class CurationConfig(Strict):
     )
     max_quarantine_fraction: float = Field(
         0.05, ge=0, le=1, description="The stage fails when more than this fraction of rows is quarantined."
+    )
+    limits: RowLimits = Field(
+        default_factory=RowLimits, description="Bounds on one source row; a row over any of them is quarantined."
     )
     image_hash_dedup_distance: int | None = Field(
         None, ge=0, le=64,

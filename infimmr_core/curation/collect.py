@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from infimmr_core.config import CurationConfig
 from infimmr_core.context import StageContext
 from infimmr_core.curation.answers import classify_answer, normalise_answer
 from infimmr_core.curation.decontam import ContaminationIndex
@@ -15,7 +16,7 @@ from infimmr_core.curation.dedup import Deduplicator
 from infimmr_core.curation.filters import filter_reason
 from infimmr_core.curation.ledger import Ledger, position
 from infimmr_core.curation.shards import shard_name
-from infimmr_core.data.adapters import json_safe
+from infimmr_core.data.checks import preview
 from infimmr_core.data.pool_io import write_pool
 from infimmr_core.data.schema import Sample
 from infimmr_core.data.sources import Quarantined, load_source
@@ -66,7 +67,7 @@ def collect(ctx: StageContext, ledger: Ledger, folder: Path) -> list[Path]:
     ids: set[str] = set()
     shards = ShardWriter(folder, cur.shard_size)
     for source in cur.sources:
-        for item in load_source(source, max_decode_pixels=cur.max_decode_pixels):
+        for item in load_source(source, max_decode_pixels=cur.max_decode_pixels, limits=cur.limits):
             ledger.rows_in += 1
             if ledger.rows_in % PROGRESS_EVERY == 0:
                 ctx.log(f"read {ledger.rows_in} rows, {len(shards.paths)} shards written")
@@ -74,23 +75,43 @@ def collect(ctx: StageContext, ledger: Ledger, folder: Path) -> list[Path]:
                 ledger.quarantine(item)
                 continue
             if item.id in ids:
-                row = json_safe(item.model_dump(exclude={"images"}))
-                ledger.quarantine(Quarantined(item.source, position(item), f"duplicate id: {item.id}", row))
+                row = preview(item.model_dump(exclude={"images"}))
+                ledger.quarantine(Quarantined(item.source, position(item), f"duplicate id: {_shown(item.id)}", row))
                 continue
             ids.add(item.id)
-            sample = normalise(item)
-            if reason := filter_reason(sample, cur):
-                ledger.filter(reason)
-            elif index is not None and (match := index.match(sample)) is not None:
-                ledger.contaminated(sample.id, position(sample), match)
-            elif reason := dedup.check(sample):
-                ledger.filter(reason)
-            else:
-                shards.add(sample)
+            try:
+                kept = _sort(item, cur, index, dedup, ledger)
+            except Exception as err:  # noqa: BLE001 - one row's failure (a parser's recursion, ...) never ends the stage
+                reason = f"row could not be processed: {type(err).__name__}: {str(err)[:200]}"
+                ledger.quarantine(Quarantined(item.source, position(item), reason,
+                                              preview(item.model_dump(exclude={"images"}))))
+                continue
+            if kept is not None:
+                shards.add(kept)
         ctx.log(f"read {ledger.rows_in} rows so far (source {source.kind} {source.path or ''})")
     shards.flush()
     ledger.step("load, filter, decontaminate, dedup", shards.rows)
     return shards.paths
+
+
+def _sort(item: Sample, cur: CurationConfig, index: ContaminationIndex | None, dedup: Deduplicator,
+          ledger: Ledger) -> Sample | None:
+    """One valid sample, normalised: None when it is filtered or removed as contaminated or a duplicate (counted in
+    the ledger), else the sample to keep."""
+    sample = normalise(item)
+    if reason := filter_reason(sample, cur):
+        ledger.filter(reason)
+    elif index is not None and (match := index.match(sample)) is not None:
+        ledger.contaminated(sample.id, position(sample), match)
+    elif reason := dedup.check(sample):
+        ledger.filter(reason)
+    else:
+        return sample
+    return None
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= 200 else f"{text[:200]}..."
 
 
 def check_quarantine(ctx: StageContext, ledger: Ledger) -> None:

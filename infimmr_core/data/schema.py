@@ -16,7 +16,8 @@ class Sample(BaseModel):
     Parquet/JSON and hashes the same on every machine. Decode with `data.images.decode_image`.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinity are no value of any field (a NaN pass rate would pass every band check as False).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     id: str = Field(description="Stable id, unique within the curated pool (source-prefixed).")
     source: str = Field(description="Where the sample came from, e.g. 'synthetic-text' or a hub id.")
@@ -26,7 +27,7 @@ class Sample(BaseModel):
     choices: list[str] = Field(default_factory=list, description="Option texts for multiple choice (A, B, ...).")
     images: list[bytes] = Field(default_factory=list, description="Encoded images (PNG/JPEG bytes).")
     caption: str | None = Field(default=None, description="Generated caption (phase-2 input); None before captioning.")
-    pass_rate: float | None = Field(default=None, description="Fraction of policy rollouts judged correct.")
+    pass_rate: float | None = Field(default=None, ge=0, le=1, description="Fraction of policy rollouts judged correct.")
     split: str = Field(default="train", description="train / eval.")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Source-specific extras (JSON-safe).")
 
