@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow lock lock-py312 lock-py313 clean-venv
+.PHONY: demo test test-slow served-starts lock lock-py312 lock-py313 clean-venv
 
 $(STAMP): pyproject.toml constraints/cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -q
+
+# 100 starts of a served deployment under heartbeats: none may fail (CPython 3.11's AST race, issue 10). ~15 min.
+served-starts: $(STAMP)
+	$(BIN)/python benchmarks/served_starts.py --runs 100 --parallel 1
 
 lock: $(STAMP)
 	@{ sed -n '1,3p' constraints/cpu.txt; $(BIN)/pip freeze --exclude-editable | grep -v '^infimmr'; } > constraints/cpu.txt.new
