@@ -27,6 +27,7 @@ from infimmr_core.layout import MODEL_DIR
 from infimmr_core.models import load_model, load_processor
 from infimmr_core.resume import exact_resume
 from infimmr_core.rewards import RewardPool, ScoreItem, format_reward
+from infimmr_core.step_timing import PARTS, timed
 from infimmr_core.store import store_from_config
 
 METRICS_FILE = "metrics.jsonl"
@@ -229,7 +230,8 @@ def build_trainer(run: PhaseRun, pool: RewardPool, sync: CheckpointSync | None =
     model = load_model(run.init_dir, device=run.device, dtype="bfloat16" if bf16 else "float32")
     if cfg.freeze_vision_tower:
         vision_tower(model).requires_grad_(False)
-    trainer = exact_resume(GRPOTrainer)(  # Trainer's own resume restores no weights (infimmr_core.resume)
+    # Trainer's own resume restores no weights (infimmr_core.resume); `timed` logs the step split and MFU.
+    trainer = timed(exact_resume(GRPOTrainer))(
         model=model,
         reward_funcs=make_reward_funcs(recipe.rewards, pool),
         args=grpo_args(cfg, recipe.rewards, run.trainer_dir, run.device),
@@ -250,6 +252,7 @@ def summarise(log_history: list[dict[str, Any]]) -> dict[str, Any]:
         return {"steps": 0}
     first, last = steps[0], steps[-1]
     speeds = [h["tokens_per_second"] for h in steps if "tokens_per_second" in h]
+    timed_steps = [h for h in steps if "mfu" in h]
     return {
         "steps": int(last.get("step", len(steps))),
         "reward_start": first["reward"],
@@ -258,6 +261,12 @@ def summarise(log_history: list[dict[str, Any]]) -> dict[str, Any]:
         "accuracy_end": last.get("rewards/accuracy/mean"),
         "format_end": last.get("rewards/format/mean"),
         "tokens_per_second": round(sum(speeds) / len(speeds), 2) if speeds else None,
+        # Means over the logged steps: where a step's time goes, and how much of the device training uses.
+        "seconds_per_step": {
+            part: round(sum(h[f"seconds/{part}"] for h in timed_steps) / len(timed_steps), 4)
+            for part in (*PARTS, "other", "step")
+        } if timed_steps else None,
+        "mfu": round(sum(h["mfu"] for h in timed_steps) / len(timed_steps), 6) if timed_steps else None,
     }
 
 
