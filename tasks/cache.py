@@ -18,5 +18,10 @@ class StageCache(CachePolicy):
     def compute_key(self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any) -> str:
         # The caller planned the stage (computed its key) once; Prefect's record is keyed by that same key.
         plan: StagePlan = inputs["plan"]
-        # The same artifact key in two stores is two different results (a ref points into one store).
-        return f"infimmr-{plan.stage}-{sha256_text(inputs['recipe'].store.uri + '|' + plan.key)[:40]}"
+        return record_name(inputs["recipe"].store.uri, plan.stage, plan.key)
+
+
+def record_name(store_uri: str, stage: str, key: str) -> str:
+    """The Prefect cache key (and result record name) of a stage's artifact in one store: the same artifact key in two
+    stores is two different results (a ref points into one store). A record is only trusted under this name."""
+    return f"infimmr-{stage}-{sha256_text(store_uri + '|' + key)[:40]}"
