@@ -30,8 +30,9 @@ def is_operational(field: FieldInfo) -> bool:
 
 
 class Strict(BaseModel):
-    # Unknown keys are errors: a typo in a recipe must fail loudly, not silently fall back to a default.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Unknown keys are errors: a typo in a recipe must fail loudly, not silently fall back to a default. Infinity and
+    # NaN are never a setting (`learning_rate=.inf` would pass `gt=0`).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ModelRef(Strict):

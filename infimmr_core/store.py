@@ -9,6 +9,11 @@ The manifest is written LAST and is the commit point: no manifest means the arti
 absent, so a crashed upload is invisible and the next attempt simply overwrites it.
 `open_store` returns a `LocalStore` for file:// URIs (or bare paths) and an `S3Store` for
 s3:// URIs (AWS, MinIO, R2, Ceph, ...).
+
+Nothing derived from a URI, a stage, a key, a manifest or a caller's path resolves outside its root: names are single
+path segments, S3 prefixes have no '..' or empty segments, file paths are relative and inside their artifact, and a
+local store's root is a directory that is (or becomes) a store, never a system directory or someone's home
+(`check_local_root`).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from infimmr_core.config import StoreConfig
+from infimmr_core.store_root import NotAStoreRoot, check_local_root, claim
 
 MANIFEST_NAME = "MANIFEST.json"
 _MiB = 1024 * 1024
@@ -63,10 +69,16 @@ class FileEntry(BaseModel):
     @classmethod
     def _relative_inside(cls, path: str) -> str:
         # Manifests come from remote storage; a '../' path would write outside the cache dir.
-        parts = PurePosixPath(path).parts
-        if not parts or path.startswith("/") or ".." in parts or "\\" in path or path == MANIFEST_NAME:
+        if not is_relative_inside(path):
             raise ValueError(f"invalid artifact file path {path!r}")
         return path
+
+
+def is_relative_inside(path: str) -> bool:
+    """Is `path` a file path that stays inside the directory it is joined to (and is not the manifest)?"""
+    parts = PurePosixPath(path).parts
+    return bool(parts) and not path.startswith("/") and ".." not in parts and "\\" not in path \
+        and "\x00" not in path and path != MANIFEST_NAME
 
 
 class Manifest(BaseModel):
@@ -110,13 +122,21 @@ def _scan_dir(local_dir: Path) -> list[FileEntry]:
     return sorted(entries, key=lambda e: e.path)
 
 
-_BAD_NAME = re.compile(r"^\.|[/\\\s]|^$")
+_BAD_NAME = re.compile(r"^\.|[/\\\s\x00]|^$")
+_MAX_NAME = 200  # a path segment; filesystems stop at 255 bytes
 
 
 def _check_name(what: str, value: str) -> None:
     # stage and key become path segments: a '/', '..' or hidden name would escape or collide.
-    if not isinstance(value, str) or _BAD_NAME.search(value):
-        raise StoreError(f"invalid {what} {value!r}: must be non-empty, not start with '.', no '/', '\\' or spaces")
+    if not isinstance(value, str) or _BAD_NAME.search(value) or len(value) > _MAX_NAME:
+        raise StoreError(f"invalid {what} {str(value)[:80]!r}: must be non-empty, at most {_MAX_NAME} characters, not "
+                         "start with '.', no '/', '\\', spaces or NUL")
+
+
+def _check_file_path(stage: str, key: str, path: str) -> None:
+    if not isinstance(path, str) or not is_relative_inside(path):
+        raise StoreError(f"invalid file path {str(path)[:80]!r} in {stage}/{key}: must be relative and stay inside "
+                         "the artifact")
 
 
 def _default_producer() -> dict[str, Any]:
@@ -272,6 +292,10 @@ class LocalStore(ArtifactStore):
     def __init__(self, root: str | Path, cache_dir: str | Path | None = None):
         self.root = Path(root).expanduser().resolve()
         self.uri = f"file://{self.root}"
+        try:
+            check_local_root(self.root)
+        except NotAStoreRoot as err:
+            raise StoreError(f"refusing the store {self.uri}: {err}") from err
         # Nothing is downloaded for a local store, but stages still need scratch and model caches.
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else _default_cache_dir()
 
@@ -284,8 +308,13 @@ class LocalStore(ArtifactStore):
         return (self._dir(stage, key) / MANIFEST_NAME).is_file()
 
     def read_file(self, stage: str, key: str, path: str) -> bytes | None:
-        target = self._dir(stage, key) / path
-        return target.read_bytes() if target.is_file() else None
+        _check_file_path(stage, key, path)
+        folder = self._dir(stage, key)
+        target = folder / path
+        # A symlink in the store must not lead a reader out of it either.
+        if not target.is_file() or not target.resolve().is_relative_to(folder.resolve()):
+            return None
+        return target.read_bytes()
 
     def manifest(self, stage: str, key: str) -> Manifest | None:
         try:
@@ -314,6 +343,7 @@ class LocalStore(ArtifactStore):
         src, target = Path(local_dir).resolve(), self._dir(stage, key)
         if src == target or target in src.parents or src in target.parents:
             raise StoreError(f"put_dir {stage}/{key}: {src} overlaps the artifact directory {target}")
+        claim(self.root)
         return super().put_dir(stage, key, local_dir, **kwargs)
 
     def _upload_files(self, stage: str, key: str, local_dir: Path, files: list[FileEntry]) -> None:
@@ -392,6 +422,7 @@ class S3Store(ArtifactStore):
             raise StoreError("S3 store URI needs a bucket: s3://bucket[/prefix]")
         self.bucket = bucket
         self.prefix = prefix.strip("/")
+        _check_s3_location(bucket, self.prefix)
         self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else _default_cache_dir()
         self._client_settings = {"endpoint_url": endpoint_url, "region": region, "profile": profile}
@@ -409,6 +440,7 @@ class S3Store(ArtifactStore):
         return self._client.meta.endpoint_url
 
     def read_file(self, stage: str, key: str, path: str) -> bytes | None:
+        _check_file_path(stage, key, path)
         return self._get_object(self._key_prefix(stage, key) + path)
 
     def _key_prefix(self, stage: str, key: str) -> str:
@@ -527,7 +559,11 @@ class S3Store(ArtifactStore):
 
     def cache_path(self, stage: str, key: str) -> Path:
         """Where get_dir puts (stage, key): <cache_dir>/<bucket>/<prefix>/<stage>/<key>."""
-        return self.cache_dir / self.bucket / self._key_prefix(stage, key).rstrip("/")
+        path = self.cache_dir / self.bucket / self._key_prefix(stage, key).rstrip("/")
+        # Bucket, prefix, stage and key were each checked to be plain segments; this keeps it so whatever changes.
+        if not os.path.normpath(path).startswith(os.path.normpath(self.cache_dir) + os.sep):
+            raise StoreError(f"{self.uri}: {stage}/{key} would be cached outside {self.cache_dir}")
+        return path
 
     def _materialize(self, manifest: Manifest, *, verify: bool) -> Path:
         target = self.cache_path(manifest.stage, manifest.key)
@@ -609,6 +645,19 @@ class S3Store(ArtifactStore):
                         where = self._where(manifest.stage, manifest.key)
                         raise ArtifactCorrupt(f"{where}: file {entry.path!r} is missing from the bucket") from e
                     raise
+
+
+_S3_BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+
+
+def _check_s3_location(bucket: str, prefix: str) -> None:
+    """Bucket and prefix become directories of the download cache: each must be a plain name, never '..'."""
+    if not _S3_BUCKET.match(bucket) or ".." in bucket:
+        raise StoreError(f"invalid S3 bucket name {bucket[:80]!r}")
+    for segment in prefix.split("/") if prefix else ():
+        if segment in ("", ".", "..") or "\\" in segment or "\x00" in segment:
+            raise StoreError(f"invalid S3 prefix {prefix[:200]!r}: segment {segment[:80]!r} (no '.', '..', empty "
+                             "segments, '\\' or NUL)")
 
 
 def _local_root(uri: str) -> Path:

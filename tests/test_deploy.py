@@ -17,6 +17,7 @@ import yaml
 from processes import has_exited, signal_own_group
 
 from infimmr_core.recipes import builtin_recipes, load_recipe
+from infimmr_core.stages import STAGES
 
 INFIMMR = [sys.executable, "-m", "infimmr.flows.cli"]
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -107,8 +108,7 @@ def test_deployments_form_schedule_and_rejected_parameters(prefect_server, cli_e
     out = infimmr(["deploy", "--schedule-recipe", "smoke", "--schedule-set", "curation.sources.0.seed=7",
                    "--cron", "0 3 * * 0"], cli_env, tmp_path)
     names = out.stdout.split()
-    assert names == ["infimmr-pipeline/pipeline"] + [f"infimmr-stage/stage-{s}" for s in
-                                                     ("curate", "phase1", "phase2", "phase3", "evaluate", "publish")]
+    assert names == ["infimmr-pipeline/pipeline"] + [f"infimmr-stage/stage-{s}" for s in STAGES]
     assert ("schedule 'retrain': cron '0 3 * * 0' (UTC) runs infimmr-pipeline/pipeline with recipe smoke "
             "--set curation.sources.0.seed=7") in out.stderr
 
