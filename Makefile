@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow served-starts lock lock-py312 lock-py313 clean-venv
+.PHONY: demo test test-slow served-starts lock lock-py312 lock-py313 gpu-wheels gpu-check gpu-check-tiny clean-venv
 
 $(STAMP): pyproject.toml constraints/cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,23 @@ lock: $(STAMP)
 # The locks of the other supported Pythons, resolved under the 3.11 lock by that interpreter's pip (no install).
 lock-py312 lock-py313: lock-py3%:
 	python3 scripts/lock_python.py $(or $(PYTHON3$*),python3.$*) constraints/py3$*.txt
+
+# The GPU check (README, Performance). gpu-wheels (here, with the registry) collects what a stock PyTorch CUDA image
+# lacks; gpu-check (there, offline) installs them from the folder, then runs the check with that image's Python.
+GPU_WHEELS ?= build/gpu-wheels
+GPU_PYTHON ?= python3
+GPU_CHECK_ARGS ?=
+
+gpu-wheels: $(STAMP)
+	$(BIN)/python -m infimmr_core.gpucheck.wheels --out $(GPU_WHEELS)
+
+gpu-check:
+	@if [ -f $(GPU_WHEELS)/requirements.txt ]; then \
+	  $(GPU_PYTHON) -m pip install --quiet --no-index --find-links $(GPU_WHEELS) -r $(GPU_WHEELS)/requirements.txt; fi
+	$(GPU_PYTHON) -m infimmr_core.gpucheck $(GPU_CHECK_ARGS)
+
+gpu-check-tiny: $(STAMP)
+	$(BIN)/python -m infimmr_core.gpucheck --tiny $(GPU_CHECK_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
