@@ -13,7 +13,7 @@ import shutil
 import threading
 from pathlib import Path
 
-from infimmr_core.store import ArtifactStore
+from infimmr_core.store import ArtifactCorrupt, ArtifactMissing, ArtifactStore
 
 STEP_DIGITS = 8
 
@@ -39,12 +39,19 @@ def restore_latest(store: ArtifactStore, stage: str, key: str, dest_parent: Path
     """Copy the newest complete checkpoint into `dest_parent/checkpoint-STEP` (Trainer's layout) and return it.
 
     A copy, never the store's own directory: the trainer rotates (deletes) old checkpoints in its output directory.
+    A damaged checkpoint (its manifest or a file) is passed over for the one before it, never a permanent failure.
     """
-    steps = stored_steps(store, stage, key)
-    if not steps:
-        return None
-    step = steps[-1]
-    src = store.get_dir(checkpoint_stage(stage), checkpoint_key(key, step))
+    for step in reversed(stored_steps(store, stage, key)):
+        try:
+            src = store.get_dir(checkpoint_stage(stage), checkpoint_key(key, step))
+        except (ArtifactMissing, ArtifactCorrupt) as err:
+            print(f"checkpoint {step} of {stage} is damaged, trying the one before it: {err}", flush=True)
+            continue
+        return _copy_checkpoint(src, dest_parent, step)
+    return None
+
+
+def _copy_checkpoint(src: Path, dest_parent: Path, step: int) -> Path:
     dest = dest_parent / f"checkpoint-{step}"
     if dest.exists():
         shutil.rmtree(dest)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -41,11 +42,13 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from infimmr_core.atomic import fsync_dir, write_atomic
 from infimmr_core.config import StoreConfig
 from infimmr_core.store_root import NotAStoreRoot, check_local_root, claim
 
 MANIFEST_NAME = "MANIFEST.json"
 _MiB = 1024 * 1024
+_log = logging.getLogger(__name__)
 
 
 class StoreError(Exception):
@@ -163,6 +166,17 @@ def _parse_manifest(raw: bytes, stage: str, key: str, where: str) -> Manifest:
     return manifest
 
 
+def _committed(raw: bytes, stage: str, key: str, where: str) -> Manifest | None:
+    """The manifest in `raw`, or None when it is damaged (truncated by a crash, emptied, edited): a commit point that
+    cannot be read commits nothing, so the artifact counts as absent and the next put_dir replaces it, instead of
+    every rerun failing on it."""
+    try:
+        return _parse_manifest(raw, stage, key, where)
+    except ArtifactCorrupt as err:
+        _log.warning("%s; the artifact counts as absent and is computed again", str(err).splitlines()[0])
+        return None
+
+
 def _verify_files(root: Path, manifest: Manifest, where: str, *, hashes: bool) -> None:
     """Raise ArtifactCorrupt unless every manifest file exists under root with its size (and sha256)."""
     for entry in manifest.files:
@@ -177,13 +191,8 @@ def _verify_files(root: Path, manifest: Manifest, where: str, *, hashes: bool) -
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temp file + os.replace so readers never see a half-written file."""
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Readers never see a half-written file, and after a crash the file is the old one or the whole new one."""
+    write_atomic(path, data)
 
 
 class ArtifactStore(ABC):
@@ -260,7 +269,7 @@ class ArtifactStore(ABC):
         """
         manifest = self.manifest(stage, key)
         if manifest is None:
-            raise ArtifactMissing(f"artifact {stage}/{key} not found in {self.uri} (no {MANIFEST_NAME})")
+            raise ArtifactMissing(f"artifact {stage}/{key} not found in {self.uri} (no valid {MANIFEST_NAME})")
         return self._materialize(manifest, verify=verify)
 
     def get_file(self, stage: str, key: str, path: str) -> Path:
@@ -268,7 +277,7 @@ class ArtifactStore(ABC):
         fetching the rest: a curation shard needs its own Parquet file, not every shard beside it."""
         manifest = self.manifest(stage, key)
         if manifest is None:
-            raise ArtifactMissing(f"artifact {stage}/{key} not found in {self.uri} (no {MANIFEST_NAME})")
+            raise ArtifactMissing(f"artifact {stage}/{key} not found in {self.uri} (no valid {MANIFEST_NAME})")
         entry = next((f for f in manifest.files if f.path == path), None)
         if entry is None:
             raise ArtifactMissing(f"{self._where(stage, key)} has no file {path!r}")
@@ -305,7 +314,7 @@ class LocalStore(ArtifactStore):
         return self.root / stage / key
 
     def has(self, stage: str, key: str) -> bool:
-        return (self._dir(stage, key) / MANIFEST_NAME).is_file()
+        return self.manifest(stage, key) is not None
 
     def read_file(self, stage: str, key: str, path: str) -> bytes | None:
         _check_file_path(stage, key, path)
@@ -321,7 +330,7 @@ class LocalStore(ArtifactStore):
             raw = (self._dir(stage, key) / MANIFEST_NAME).read_bytes()
         except FileNotFoundError:
             return None
-        return _parse_manifest(raw, stage, key, self._where(stage, key))
+        return _committed(raw, stage, key, self._where(stage, key))
 
     def artifact_uri(self, stage: str, key: str) -> str:
         return f"file://{self._dir(stage, key)}"
@@ -348,6 +357,7 @@ class LocalStore(ArtifactStore):
 
     def _upload_files(self, stage: str, key: str, local_dir: Path, files: list[FileEntry]) -> None:
         target = self._dir(stage, key)
+        folders = set()
         for entry in files:
             dst = target / entry.path
             dst.parent.mkdir(parents=True, exist_ok=True)
@@ -358,6 +368,9 @@ class LocalStore(ArtifactStore):
                 fout.flush()
                 os.fsync(fout.fileno())
             os.replace(tmp, dst)
+            folders.add(dst.parent)
+        for folder in folders:  # ... and so are their names
+            fsync_dir(folder)
 
     def _write_manifest(self, manifest: Manifest) -> None:
         target = self._dir(manifest.stage, manifest.key)
@@ -501,23 +514,14 @@ class S3Store(ArtifactStore):
                 yield obj["Key"]
 
     def has(self, stage: str, key: str) -> bool:
-        manifest_key = self._key_prefix(stage, key) + MANIFEST_NAME
-        self._ensure_bucket()
-        with self._errors(f"checking {stage}/{key}"):
-            try:
-                self._client.head_object(Bucket=self.bucket, Key=manifest_key)
-            except ClientError as e:
-                if e.response.get("Error", {}).get("Code", "") in _NOT_FOUND_CODES:
-                    return False
-                raise
-        return True
+        return self.manifest(stage, key) is not None  # a damaged manifest commits nothing (see _committed)
 
     def manifest(self, stage: str, key: str) -> Manifest | None:
         manifest_key = self._key_prefix(stage, key) + MANIFEST_NAME
         self._ensure_bucket()
         with self._errors(f"reading the manifest of {stage}/{key}"):
             raw = self._get_object(manifest_key)
-        return None if raw is None else _parse_manifest(raw, stage, key, self._where(stage, key))
+        return None if raw is None else _committed(raw, stage, key, self._where(stage, key))
 
     def artifact_uri(self, stage: str, key: str) -> str:
         return f"s3://{self.bucket}/{self._key_prefix(stage, key).rstrip('/')}"

@@ -182,11 +182,15 @@ def test_corrupted_file_is_detected(store, src, damage, message):
     assert f"{STAGE}/k1" in str(err.value) and "sub/deep/c.bin" in str(err.value)
 
 
-def test_unreadable_manifest_is_corrupt(store, src):
+def test_unreadable_manifest_commits_nothing_and_is_replaced(store, src):
+    """A truncated manifest (a crash, a full disk) is no commit: the artifact counts as absent and the next put_dir
+    replaces it, instead of every rerun failing on it (issue 13, item 8)."""
     store.put_dir(STAGE, "k1", src, key_inputs={})
     overwrite_stored(store, STAGE, "k1", MANIFEST_NAME, b"{not json")
-    with pytest.raises(ArtifactCorrupt, match=MANIFEST_NAME):
-        store.manifest(STAGE, "k1")
+    assert store.manifest(STAGE, "k1") is None and not store.has(STAGE, "k1")
+    with pytest.raises(ArtifactMissing, match="no valid MANIFEST.json"):
+        store.get_dir(STAGE, "k1")
+    assert store.put_dir(STAGE, "k1", src, key_inputs={}) == store.manifest(STAGE, "k1")
 
 
 def test_replacing_an_artifact(store, src, tmp_path):

@@ -7,11 +7,10 @@ computes only the rest.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any, Callable
 
+from infimmr_core.atomic import read_json_or_none, write_json_atomic
 from infimmr_core.data.pool_io import read_pool
 from infimmr_core.data.schema import Sample
 from infimmr_core.keys import sha256_text
@@ -24,13 +23,6 @@ def ids_digest(samples: list[Sample]) -> str:
 
 def shard_name(index: int) -> str:
     return f"{SHARD_PREFIX}{index:05d}"
-
-
-def write_json_atomic(path: Path, value: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(value))
-    os.replace(tmp, path)  # a reader sees the old file or the whole new one, never half of it
 
 
 def resumable(
@@ -58,14 +50,11 @@ def resumable(
 
 
 def _finished(target: Path, samples: list[Sample]) -> bool:
-    if not target.is_file():
-        return False
-    try:
-        return json.loads(target.read_text())["ids"] == ids_digest(samples)
-    except (json.JSONDecodeError, KeyError):
-        return False
+    """A result file for exactly these samples; a damaged one (empty, truncated) is not, so it is computed again."""
+    saved = read_json_or_none(target)
+    return isinstance(saved, dict) and saved.get("ids") == ids_digest(samples) and isinstance(saved.get("results"), dict)
 
 
 def results_of(state_dir: Path, shard_path: Path) -> dict[str, Any]:
-    target = state_dir / f"{shard_path.stem}.json"
-    return json.loads(target.read_text())["results"] if target.is_file() else {}
+    saved = read_json_or_none(state_dir / f"{shard_path.stem}.json")
+    return saved["results"] if isinstance(saved, dict) and isinstance(saved.get("results"), dict) else {}

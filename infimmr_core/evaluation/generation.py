@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
+from infimmr_core.atomic import read_json_or_none, write_json_atomic
 from infimmr_core.data.images import decode_image
 from infimmr_core.data.prompts import build_messages
 from infimmr_core.data.schema import Sample
@@ -33,8 +34,9 @@ def generate_resumable(
     shard_size: int,
     log: Callable[[str], None] = lambda message: None,
 ) -> list[str]:
-    """One completion per item, in order. Each shard's completions are saved (atomically) once generated, and a
-    saved shard for the same `ids` (unique per item) is reused; `generator` is only called when a shard is missing."""
+    """One completion per item, in order. Each shard's completions are saved (atomically, fsynced) once generated,
+    and a saved shard for the same `ids` (unique per item) is reused; `generator` is only called when a shard is
+    missing or its checkpoint is damaged."""
     shard_dir.mkdir(parents=True, exist_ok=True)
     completions: list[str] = []
     model: Generator | None = None
@@ -42,16 +44,27 @@ def generate_resumable(
         shard = items[start:start + shard_size]
         shard_ids = ids[start:start + shard_size]
         path = shard_dir / f"{index:05d}.json"
-        if path.exists():
-            saved = json.loads(path.read_text())
-            if saved["ids"] == shard_ids:
-                completions += saved["completions"]
-                continue
+        saved = _saved_shard(path, shard_ids)
+        if saved is not None:
+            completions += saved
+            continue
+        if path.exists():  # damaged (e.g. empty after a power cut) or for other rows: recomputed, never trusted
+            log(f"{shard_dir.name}: shard {index} checkpoint is unreadable or stale; generating it again")
         model = model or generator()
         texts = [group[0] for group in model.generate([to_request(item) for item in shard], sampling)]
-        partial = path.with_suffix(".partial")
-        partial.write_text(json.dumps({"ids": shard_ids, "completions": texts}))
-        partial.replace(path)
+        write_json_atomic(path, {"ids": shard_ids, "completions": texts})
         log(f"{shard_dir.name}: shard {index} ({len(shard)} rows) generated")
         completions += texts
     return completions
+
+
+def _saved_shard(path: Path, shard_ids: list[str]) -> list[str] | None:
+    """The completions saved for exactly these ids, or None: missing, truncated, empty or another shape all mean
+    "generate again", so a damaged checkpoint costs one shard, never every rerun."""
+    saved = read_json_or_none(path)
+    if not isinstance(saved, dict) or saved.get("ids") != shard_ids:
+        return None
+    texts = saved.get("completions")
+    if not isinstance(texts, list) or len(texts) != len(shard_ids) or not all(isinstance(t, str) for t in texts):
+        return None
+    return texts
