@@ -136,6 +136,9 @@ def test_prm800k_latex_to_text(latex, text):
     ("50\\%", 0.5), ("\\log_{2}8", 3.0), ("\\sin30", -0.99), ("12.57", 12.57), ("3!", 6), ("\\sqrt[3]{8}", 2.0),
     ("$40^{\\circ}$", None), ("5\\sqrt3", None), ("e", None), ("x", None), ("(1,2)", None), ("\\infty", None),
     ("|x|", None), ("\\frac{1}{0}", None),
+    ("{4}", 4), ("5.so,evenwithoutthediagram", 5), ("\\frac{1}{2}.theansweris\\boxed{d", 0.5), ("42\\%", 0.42),
+    ("42%", None), ("$42 \\%$", None), ("80-2π", None), ("$-\\!2$", None), ("$\\boxed{\\frac{3}{4}}$", None),
+    ("$\\displaystyle \\frac{3}{4}$", 0.75), ("$\\frac{3^{1008}-1}{3^{1009}}$", 0.33), ("x=5", 5),
 ])
 def test_mathvision_values(latex, value):
     if value is None:

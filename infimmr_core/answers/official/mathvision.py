@@ -8,9 +8,10 @@ correct) answer is" / "the answer should be" up to the end of its line or senten
 
 `is_equal` lower-cases both sides, compares the strings, then tuples/lists element by element (each element's value
 rounded to 2 decimals), then the values of both sides, rounded to 2 decimals: the official code evaluates
-``str(latex2sympy(x))`` (latex2sympy2 1.9; we read LaTeX the same way, `parse_latex`) as Python with the `math` module's names, so only what that can evaluate has a value (``pi``
-and ``e`` do; ``E``, ``I``, ``oo``, ``Abs``, symbols and sets do not). We walk the sympy tree with the same rules instead
-of calling ``eval``. A response is correct when it equals the gold letter or the gold option's raw text.
+``str(latex2sympy(x))`` (latex2sympy2 1.9, whose reading of LaTeX `parse_latex` reproduces) as Python with the `math`
+module's names, so only what that can evaluate has a value (``pi`` and ``e`` do; ``E``, ``I``, ``oo``, ``Abs``,
+symbols and sets do not). We walk the sympy tree with the same rules instead of calling ``eval``. A response is correct
+when it equals the gold letter or the gold option's raw text.
 """
 
 from __future__ import annotations
@@ -105,7 +106,24 @@ def python_value(expr: Any) -> int | float:
     if isinstance(expr, sympy.Add):
         return _checked(sum(python_value(a) for a in expr.args))
     if isinstance(expr, sympy.Mul):
-        return _checked(math.prod(python_value(a) for a in expr.args))
+        # str() prints negative powers and rational coefficients as a division, which Python then does on ints
+        # exactly: (3**1008 - 1)/3**1009 is 0.33, not an overflow.
+        numer, denom = [], []
+        for factor in expr.args:
+            if isinstance(factor, sympy.Pow) and factor.exp.is_Number and factor.exp < 0:
+                denom.append(python_value(sympy.Pow(factor.base, -factor.exp, evaluate=False)))
+            elif isinstance(factor, sympy.Rational) and not isinstance(factor, sympy.Integer):
+                numer.append(int(factor.p))
+                denom.append(int(factor.q))
+            else:
+                numer.append(python_value(factor))
+        try:
+            value = math.prod(numer)
+            return _checked(value / math.prod(denom) if denom else value)
+        except (OverflowError, ZeroDivisionError) as error:
+            raise Unevaluable(str(error)) from error
+    if isinstance(expr, sympy.Equality):  # it reads "x=5" as 5
+        return python_value(expr.rhs)
     if isinstance(expr, sympy.Pow):
         base, exponent = expr.args
         if exponent == sympy.Rational(1, 2):
@@ -151,6 +169,20 @@ def _checked(value: Any) -> int | float:
 _DIGIT_FRAC_RE = re.compile(r"(\d)\s*(?=\\frac)")
 
 
+# What latex2sympy2 1.9 fails on (and latex2sympy2_extended reads): degrees, \boxed, the negative thin space, a
+# percent sign that is bare or follows a space.
+_UNREADABLE = ("\\circ", "\\boxed", "\\!")
+_BARE_PERCENT_RE = re.compile(r"(?<!\\)%|\s\\%")
+
+
+def _before_stray_dot(tex: str) -> str:
+    """Its parser stops at a full stop that is not a decimal point ("5.so" -> "5", "\\frac{1}{2}. the" -> 1/2)."""
+    for i, ch in enumerate(tex):
+        if ch == "." and not (0 < i < len(tex) - 1 and tex[i - 1].isdigit() and tex[i + 1].isdigit()):
+            return tex[:i]
+    return tex
+
+
 def _before_unmatched_brace(tex: str) -> str:
     depth = 0
     for i, ch in enumerate(tex):
@@ -168,12 +200,14 @@ def parse_latex(tex: str) -> Any:
     from latex2sympy2_extended.latex2sympy2 import latex2sympy as parse
     from latex2sympy2_extended.math_normalization import NormalizationConfig
 
-    tex = _before_unmatched_brace(tex.strip())
+    tex = _before_stray_dot(_before_unmatched_brace(tex.strip())).strip()
     if len(tex) > 1 and tex[0] == tex[-1] == "$":
         tex = tex[1:-1]
-    if "\\circ" in tex:
-        raise Unevaluable("degrees")
-    tex = _DIGIT_FRAC_RE.sub(r"\1\\cdot ", tex)
+    if len(tex) > 1 and tex[0] == "{" and tex[-1] == "}" and _before_unmatched_brace(tex[1:-1]) == tex[1:-1]:
+        tex = tex[1:-1]  # a group, not a set
+    if not tex.isascii() or any(mark in tex for mark in _UNREADABLE) or _BARE_PERCENT_RE.search(tex):
+        raise Unevaluable(f"latex2sympy2 1.9 cannot read {tex!r}")
+    tex = _DIGIT_FRAC_RE.sub(r"\1\\cdot ", tex.replace("\\displaystyle", ""))
     return parse(tex, normalization_config=NormalizationConfig(
         basic_latex=False, units=False, malformed_operators=False, nits=False, boxed="none", equations=False,
     ), conversion_config=ConversionConfig(interpret_as_mixed_fractions=False, lowercase_symbols=False))
@@ -222,5 +256,6 @@ def verdict(response: str, gold: str, options: Sequence[str]) -> Official:
     """`evaluate()`: the extracted answer equals the gold (a letter, or the free-form answer) or, for a
     multiple-choice question, the gold option's raw text."""
     answer = extract(response)
-    option = options[ord(gold) - ord("A")] if options and len(gold) == 1 and 0 <= ord(gold) - ord("A") < len(options) else ""
+    index = ord(gold) - ord("A") if len(gold) == 1 else -1
+    option = options[index] if 0 <= index < len(options) else ""
     return Official(is_equal(gold, answer) or is_equal(option, answer), answer)

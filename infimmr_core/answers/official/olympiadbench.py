@@ -40,7 +40,7 @@ _DOLLAR_RE = re.compile(r"\$(.*?)\$")
 _FINAL_EN_RE = re.compile(r"So the final answer is (.*)")
 _FINAL_ZH_RE = re.compile(r"所以最终答案是(.*)")
 MAX_EXPONENT = 1000  # the official can_compute_power threshold
-_SUBSCRIPT_COMMAND_RE = re.compile(r"_\{\\([A-Za-z]+)\}")
+_SUBSCRIPT_COMMAND_RE = re.compile(r"_\{\s*\\([A-Za-z]+)\s*\}")
 _UNPARSABLE_MARKS = ("\\cup", "\\{", "\\%")
 
 
