@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow served-starts lock lock-py312 lock-py313 gpu-wheels gpu-check gpu-check-tiny clean-venv
+.PHONY: demo test test-slow test-reliability served-starts lock lock-py312 lock-py313 gpu-wheels gpu-check gpu-check-tiny clean-venv
 
 $(STAMP): pyproject.toml constraints/cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -q
+
+# Issue 13's guarantees (README, Reliability and security): hostile rows, damaged files, paths, store records; the
+# fast ones also run in `make test`, the end-to-end CLI ones (marked slow too) only here and in test-slow. ~10 min.
+test-reliability: $(STAMP)
+	$(BIN)/python -m pytest -m reliability -q
 
 # 100 starts of a served deployment under heartbeats: none may fail (CPython 3.11's AST race, issue 10). ~15 min.
 served-starts: $(STAMP)
