@@ -117,3 +117,18 @@ def test_recipe_validation_names_the_phase_and_the_trap():
         ["phases.2.use_vllm=true", "phases.2.vllm_server_base_url=http://10.0.0.5:8000", "phases.1.use_vllm=true"],
     )
     assert (recipe.phases[1].rollout_vllm_mode, recipe.phases[2].rollout_vllm_mode) == ("colocate", "server")
+
+
+def test_readme_starts_the_vllm_server_the_way_trl_expects():
+    """`trl vllm-serve` is deprecated; the README's `vllm serve` line carries every flag TRL's own wrapper imposes."""
+    from trl.scripts.vllm_serve import ScriptArguments, build_command
+
+    command = build_command(ScriptArguments(model="MODEL"))
+    imposed = command[command.index("--weight-transfer-config"):]
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index("VLLM_SERVER_DEV_MODE=1 vllm serve"):]
+    block = block[: block.index("```")]
+    for flag, value in zip(imposed[::2], imposed[1::2]):
+        assert flag in block and (value in block or f"'{value}'" in block), (flag, value)
+    assert "--enable-scale-out" in block  # TRL adds it for vLLM >= 0.30 (0.31 here), for multimodal prompts
+    assert "trl vllm-serve --model" not in readme

@@ -39,7 +39,7 @@ ROOTS = (
     "datasets",  # the dataset type GRPOTrainer takes
     "pydantic",  # recipes (infimmr_core.config)
     "pyyaml",  # recipe files
-    "math-verify[antlr4_13_2]",  # the accuracy reward
+    "math-verify",  # the accuracy reward (its antlr4 runtime comes with latex2sympy2-extended)
     "boto3",  # infimmr_core.store, imported by grpo_phase for checkpoint sync
 )
 TARGET = {"python_version": "3.12", "python_full_version": "3.12.3", "sys_platform": "linux",
