@@ -401,7 +401,10 @@ class PhaseConfig(Strict):
     )
     freeze_vision_tower: bool = Field(False, description="Keep the vision encoder and merger frozen in this phase.")
     lora: LoraSettings | None = Field(None, description="Train LoRA adapters instead of all weights; None = full.")
-    use_vllm: bool = Field(False, description="Roll out with vLLM (GPU only, needs the gpu extra).")
+    use_vllm: bool = Field(
+        False, description="Roll out with vLLM (GPU only; the training environment needs the vllm package, which does not "
+        "install next to Prefect 3.8.8 today: README, Installing)."
+    )
     vllm_mode: Literal["auto", "colocate", "server"] = operational(
         "auto",
         description="colocate: vLLM shares the training GPUs; server: a `vllm serve` process (README, Training) at "
