@@ -17,7 +17,9 @@ from infimmr_core.atomic import write_atomic
 
 MARKER = ".infimmr-store"
 # Never a store, nor anything inside them.
-SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/sbin", "/sys", "/usr")
+SYSTEM_TREES = (
+    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/sbin", "/sys", "/usr",
+)
 # Never a store themselves (somewhere below them is fine: /tmp/run1, /home/me/store, /var/lib/infimmr).
 TOP_LEVEL = ("/", "/home", "/root", "/tmp", "/var", "/opt", "/srv", "/mnt", "/media", "/run", "/var/tmp", "/var/lib")
 PREFECT_RECORDS = "_prefect"

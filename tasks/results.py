@@ -65,7 +65,9 @@ def checked_record(raw: bytes, name: str, store: ArtifactStore, store_uri: str) 
         record = json.loads(raw)
     except (ValueError, RecursionError) as err:
         raise RecordRefused(f"not JSON ({type(err).__name__})") from err
-    if not isinstance(record, dict) or set(record) != {"metadata", "result"} or not isinstance(record["metadata"], dict):
+    if not isinstance(record, dict) or set(record) != {"metadata", "result"}:
+        raise RecordRefused("not a Prefect result record")
+    if not isinstance(record["metadata"], dict):
         raise RecordRefused("not a Prefect result record")
     metadata = record["metadata"]
     if metadata.get("serializer") != _SERIALIZER:

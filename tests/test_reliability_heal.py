@@ -144,6 +144,7 @@ def test_atomic_writes_leave_the_old_file_or_the_new_one(tmp_path):
     assert read_json_or_none(tmp_path / "missing.json") is None
 
 
+@pytest.mark.slow  # two CLI runs: `make test-reliability` and `make test-slow`
 def test_a_truncated_manifest_is_recomputed_by_the_cli(cli_env, tmp_path):
     """End to end: `infimmr stage curate`, its MANIFEST.json cut in half, and the same command again succeeds."""
     store = tmp_path / "store"

@@ -88,15 +88,21 @@ def hostile_records(raw: bytes, marker: Path, other: bytes) -> dict[str, tuple[b
     serializer = json.loads(raw)["metadata"]["serializer"]
     return {
         "pickle": (pickled(marker), "declares serializer 'pickle'"),
-        "compressed pickle": (with_record(raw, metadata__serializer={"type": "compressed/pickle"}), "compressed/pickle"),
+        "compressed pickle": (with_record(raw, metadata__serializer={"type": "compressed/pickle"}),
+                              "compressed/pickle"),
         "json with another jsonlib": (with_record(raw, metadata__serializer={**serializer, "jsonlib": "antigravity"}),
                                       "declares serializer 'json' with settings other than"),
-        "json with another decoder": (with_record(raw, metadata__serializer={**serializer, "object_decoder": "os.system"}),
-                                      "settings other than"),
-        "no serializer (Prefect's default is pickle)": (with_record(raw, metadata__serializer=None), "declares serializer"),
-        "old record format": (json.dumps({"data": "x", "serializer": {"type": "pickle"}}).encode(), "not a Prefect result record"),
-        "another class": (with_result(raw, lambda r: r.update({"__class__": "pathlib.PosixPath"})), "is not an infimmr_core.stages.ArtifactRef"),
-        "an exception": (with_record(raw, result=json.dumps({"__exc_type__": "os.error", "message": "x"})), "is not an"),
+        "json with another decoder": (
+            with_record(raw, metadata__serializer={**serializer, "object_decoder": "os.system"}),
+            "settings other than"),
+        "no serializer (Prefect's default is pickle)": (with_record(raw, metadata__serializer=None),
+                                                        "declares serializer"),
+        "old record format": (json.dumps({"data": "x", "serializer": {"type": "pickle"}}).encode(),
+                              "not a Prefect result record"),
+        "another class": (with_result(raw, lambda r: r.update({"__class__": "pathlib.PosixPath"})),
+                          "is not an infimmr_core.stages.ArtifactRef"),
+        "an exception": (with_record(raw, result=json.dumps({"__exc_type__": "os.error", "message": "x"})),
+                         "is not an"),
         "a class nested in the metrics": (
             with_result(raw, lambda r: r["data"]["metrics"].update({"x": {"__class__": "antigravity.X", "data": 1}})),
             "names a Python class"),
@@ -115,7 +121,8 @@ def hostile_records(raw: bytes, marker: Path, other: bytes) -> dict[str, tuple[b
         "oversized": (b" " * (MAX_RECORD_BYTES + 1), "more than a record holds"),
         "an expiration": (with_record(raw, metadata__expiration="2000-01-01T00:00:00Z"), "has an expiration"),
         "a bad block id": (with_record(raw, metadata__storage_block_id="../../x"), "invalid storage_block_id"),
-        "wrong ref types": (with_result(raw, lambda r: r["data"].update(reused="yes")), "not a valid artifact reference"),
+        "wrong ref types": (with_result(raw, lambda r: r["data"].update(reused="yes")),
+                            "not a valid artifact reference"),
     }
 
 

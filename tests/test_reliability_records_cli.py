@@ -67,6 +67,8 @@ def outcome(summary: dict) -> dict[str, tuple[str, str, str]]:
     return {name: (s["state"], s["prefect_state"], s["digest"]) for name, s in summary["stages"].items()}
 
 
+# Four CLI runs: `make test-reliability` and `make test-slow`; test_reliability_records checks records by default.
+@pytest.mark.slow
 def test_poisoned_and_forged_records_of_a_stage_are_refused(cli_env, tmp_path):
     """`infimmr stage curate` (about 20 s a run): a pickled record, then a forged one, then the genuine one."""
     store = tmp_path / "store"

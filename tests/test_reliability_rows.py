@@ -5,6 +5,7 @@ each broken one is quarantined with its own reason, and only the good rows are k
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tracemalloc
@@ -16,6 +17,7 @@ import pytest
 
 from curation_fixtures import png, read_jsonl, stage_context
 from infimmr_core.curation.stage import curate_locally
+from infimmr_core.data import json_stream
 from infimmr_core.data.pool_io import read_pool
 from infimmr_core.data.readers import MAX_ROW_BYTES, read_rows
 
@@ -177,8 +179,8 @@ def _write_parquet(folder: Path) -> tuple[Path, Path]:
 
 
 CSV_LATIN_REASON = "non-UTF-8 text"
-PARQUET_REASONS = ["invalid field answer: nan is not a finite number", "invalid field answer: inf is not a finite number",
-                   "unreadable Parquet file"]
+PARQUET_REASONS = ["invalid field answer: nan is not a finite number",
+                   "invalid field answer: inf is not a finite number", "unreadable Parquet file"]
 
 
 def test_hostile_rows_are_all_accounted_for_and_none_is_kept(tmp_path):
@@ -248,3 +250,36 @@ def test_parquet_row_groups_over_the_bound_are_never_read(tmp_path):
     rows = list(read_rows(str(path), max_row_group_bytes=1 * MiB))
     assert len(rows) == 8 and all(row.reason.startswith("row too large: its Parquet row group") for _, row in rows)
     assert [row["id"] for _, row in read_rows(str(path))] == [str(i) for i in range(8)]
+
+
+@pytest.mark.parametrize("text,elements", [
+    ("[]", []),
+    (" [ ]\n", []),
+    ("[1, 2 ,3]", ["1", "2", "3"]),
+    ('[{"a": "x,]y\\"z"}, [1,[2]], "s\\\\"]', ['{"a": "x,]y\\"z"}', "[1,[2]]", '"s\\\\"']),
+    ('{"data": [1,2]}', ["1", "2"]),
+    ('{"v": 2, "data": [1, {"b": []}], "n": "x"}', ["1", '{"b": []}']),
+    ("[1,,2]", ["1", "", "2"]),  # an empty element is one (invalid) row, not none
+    ('[{"a": 1]]', ['{"a": 1]']),  # mismatched brackets: one row, which json.loads then refuses
+    ("\ufeff[1]", ["1"]),
+    ('["' + "x" * 300 + '", 2]', [None, "2"]),  # longer than max_chars: skipped, never held
+])
+def test_json_arrays_split_into_rows(monkeypatch, text, elements):
+    monkeypatch.setattr(json_stream, "_CHUNK", 7)  # every boundary case lands on a chunk edge somewhere
+    assert [e.text for e in json_stream.iter_array(io.BytesIO(text.encode()), 100)] == elements
+
+
+@pytest.mark.parametrize("text,error", [
+    ('{"a": [1], "b": [2]}', "holds more than one"),
+    ('{"v": 1}', "an array of rows or an object holding one array"),
+    ("{}", "an array of rows or an object holding one array"),
+    ('"x"', "an array of rows or an object holding one array"),
+    ("[1", "the file ends inside a row"),
+    ('["abc', "the file ends inside a row"),
+    ("[1] x", "text after the end"),
+    ("[1: 2]", "unexpected ':'"),
+])
+def test_json_files_that_are_not_arrays_of_rows(monkeypatch, text, error):
+    monkeypatch.setattr(json_stream, "_CHUNK", 7)
+    with pytest.raises(json_stream.JsonStreamError, match=error):
+        list(json_stream.iter_array(io.BytesIO(text.encode()), 100))

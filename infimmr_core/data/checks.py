@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from infimmr_core.config import RowLimits
-from infimmr_core.data.adapters import RowRejected
+from infimmr_core.data.adapters import MAX_INT_BITS, RowRejected
 
 # A quarantine record shows a row, not all of it: enough to find and fix it.
 PREVIEW_CHARS = 2000
@@ -86,6 +86,8 @@ def _json_value(value: Any, name: str, max_depth: int) -> None:
                 raise RowRejected(f"invalid text in field {where}: a lone surrogate (not encodable as UTF-8)")
         elif isinstance(item, float) and not math.isfinite(item):
             raise RowRejected(f"invalid field {where}: {item} is not a JSON number")
+        elif isinstance(item, int) and item.bit_length() > MAX_INT_BITS:
+            raise RowRejected(f"invalid field {where}: an integer of {item.bit_length()} bits")
         elif not isinstance(item, (int, float, bool)) and item is not None:
             raise RowRejected(f"invalid field {where}: {type(item).__name__} is not JSON")
 
@@ -109,7 +111,7 @@ def _preview(value: Any, depth: int) -> Any:
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
-        return value if value.bit_length() <= 64 else f"<integer of {value.bit_length()} bits>"
+        return value if value.bit_length() <= 64 else _short(value)
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, str):
@@ -132,7 +134,10 @@ def _preview(value: Any, depth: int) -> Any:
 
 def _short(value: Any, limit: int = 80) -> str:
     """`value` as UTF-8-safe text of at most about `limit` characters."""
-    text = value if isinstance(value, str) else repr(value) if not isinstance(value, int) or value.bit_length() < 256 \
-        else f"<integer of {value.bit_length()} bits>"
-    text = text.encode("utf-8", "replace").decode("utf-8") if not encodable(text) else text
+    if isinstance(value, int) and value.bit_length() > 256:
+        text = f"<integer of {value.bit_length()} bits>"  # repr() refuses integers of over 4300 digits
+    else:
+        text = value if isinstance(value, str) else repr(value)
+    if not encodable(text):
+        text = text.encode("utf-8", "replace").decode("utf-8")
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

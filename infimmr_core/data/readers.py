@@ -55,8 +55,8 @@ def detect_format(path: str, declared: Format = "auto") -> str:
 
 
 def read_rows(
-    path: str, fmt: Format = "auto", *, hub_config: str | None = None, split: str = "train", revision: str | None = None,
-    max_row_bytes: int = MAX_ROW_BYTES, max_row_group_bytes: int = MAX_ROW_GROUP_BYTES,
+    path: str, fmt: Format = "auto", *, hub_config: str | None = None, split: str = "train",
+    revision: str | None = None, max_row_bytes: int = MAX_ROW_BYTES, max_row_group_bytes: int = MAX_ROW_GROUP_BYTES,
 ) -> Iterator[Row]:
     fmt = detect_format(path, fmt)
     if fmt == "hub":

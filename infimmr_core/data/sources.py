@@ -73,8 +73,8 @@ def _from_rows(
         if isinstance(row, UnreadableRow):
             yield Quarantined(label, where, row.reason, row.raw)
             continue
-        yield to_sample(row, cfg.kind, mapping, label=label, where=where, root=root, max_decode_pixels=max_decode_pixels,
-                        limits=limits)
+        yield to_sample(row, cfg.kind, mapping, label=label, where=where, root=root,
+                        max_decode_pixels=max_decode_pixels, limits=limits)
 
 
 def _image_root(cfg: SourceConfig | EvalSetConfig, fmt: str) -> Path | None:
@@ -97,7 +97,8 @@ def to_sample(
     try:
         fields = ADAPTERS[kind](apply_mapping(row, mapping))
         check_fields(fields, limits)  # before any image is read: types and sizes are cheap to check
-        fields["images"] = [_checked_image(value, root, max_decode_pixels, limits) for value in fields.get("images", [])]
+        fields["images"] = [_checked_image(value, root, max_decode_pixels, limits)
+                            for value in fields.get("images", [])]
     except (RowRejected, ImageRejected) as err:
         return Quarantined(label, where, err.reason, preview(row))
     except Exception as err:  # noqa: BLE001 - whatever else one row does, it must not end the stage
