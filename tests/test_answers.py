@@ -139,6 +139,7 @@ def test_prm800k_latex_to_text(latex, text):
     ("{4}", 4), ("5.so,evenwithoutthediagram", 5), ("\\frac{1}{2}.theansweris\\boxed{d", 0.5), ("42\\%", 0.42),
     ("42%", None), ("$42 \\%$", None), ("80-2π", None), ("$-\\!2$", None), ("$\\boxed{\\frac{3}{4}}$", None),
     ("$\\displaystyle \\frac{3}{4}$", 0.75), ("$\\frac{3^{1008}-1}{3^{1009}}$", 0.33), ("x=5", 5),
+    ("$2 \\alpha+\\beta=90$", None), ("2x=10", None),
 ])
 def test_mathvision_values(latex, value):
     if value is None:

@@ -122,8 +122,8 @@ def python_value(expr: Any) -> int | float:
             return _checked(value / math.prod(denom) if denom else value)
         except (OverflowError, ZeroDivisionError) as error:
             raise Unevaluable(str(error)) from error
-    if isinstance(expr, sympy.Equality):  # it reads "x=5" as 5
-        return python_value(expr.rhs)
+    if isinstance(expr, sympy.Equality) and isinstance(expr.lhs, sympy.Symbol):  # it reads "x=5" as 5; it solves
+        return python_value(expr.rhs)  # any other equation, and the list of solutions has no value
     if isinstance(expr, sympy.Pow):
         base, exponent = expr.args
         if exponent == sympy.Rational(1, 2):
