@@ -77,7 +77,9 @@ class RewardConfig(Strict):
     format_weight: float = Field(0.5, ge=0, description="Weight of the format reward (LMM-R1: 0.5).")
     accuracy_weight: float = Field(1.0, ge=0, description="Weight of the accuracy reward (LMM-R1: 1.0).")
     format_mode: FormatMode = Field(
-        "lenient", description="strict = LMM-R1's exact regex; lenient also allows surrounding whitespace."
+        "lenient", description="lmm_r1 = LMM-R1's exact format regex (no whitespace between `</think>` and `<answer>`, no "
+        "`\\boxed{}` required); lenient = ours: whitespace around blocks allowed, each tag exactly once, non-empty answer "
+        "in the answer_format."
     )
     answer_format: AnswerFormat = Field(
         "answer_tag_boxed",
