@@ -59,10 +59,11 @@ def task_states(api: str, flow_run_id: str) -> list[tuple[str, str]]:
     return [(t["name"].rsplit("-", 1)[0], t["state_name"]) for t in resp.json()]  # task run names are "<task>-<id>"
 
 
-def create_run(api: str, deployment_id: str, parameters: dict) -> httpx.Response:
+def create_run(api: str, deployment_id: str, parameters: dict, **body: object) -> httpx.Response:
     """POST a run; a busy SQLite server answers 503 now and then, which a client simply retries."""
     for _ in range(10):
-        resp = httpx.post(f"{api}/deployments/{deployment_id}/create_flow_run", json={"parameters": parameters}, timeout=60)
+        resp = httpx.post(f"{api}/deployments/{deployment_id}/create_flow_run", json={"parameters": parameters, **body},
+                          timeout=60)
         if resp.status_code != 503:
             return resp
         time.sleep(3)
@@ -207,8 +208,7 @@ def test_run_form_recipe_name_and_overrides_through_the_api(prefect_server, cli_
         cancel = {"state": {"type": "CANCELLING", "message": "test: the recipe was all it had to show"}}
         httpx.post(f"{api}/flow_runs/{run_id}/set_state", json=cancel, timeout=30).raise_for_status()
 
-        resp = httpx.post(f"{api}/deployments/{dep['id']}/create_flow_run", timeout=60, json={
-            "parameters": {"overrides": ["phases.1.num_generations=3"]}, "enforce_parameter_schema": False})
+        resp = create_run(api, dep["id"], {"overrides": ["phases.1.num_generations=3"]}, enforce_parameter_schema=False)
         assert resp.status_code == 201, resp.text
         failed = wait_final(api, resp.json()["id"], timeout=300)
         assert wait_final(api, run_id, timeout=120)["state_type"] == "CANCELLED"
