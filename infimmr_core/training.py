@@ -24,9 +24,7 @@ from infimmr_core.checkpoints import prune, restore_latest
 from infimmr_core.config import DistributedSettings
 from infimmr_core.context import StageContext
 from infimmr_core.grpo_phase import MODEL_DIR, PhaseRun, phase_rows, train
-from infimmr_core.layout import CURVES_FILE, METRICS_FILE
-from infimmr_core.plots import phase_panel, render
-from infimmr_core.base_model import base_model_dir
+from infimmr_core.models import resolve_model
 
 __all__ = ["MODEL_DIR", "after_commit", "phase_rows", "run"]
 
@@ -39,7 +37,8 @@ def phase_number(stage: str) -> int:
 
 def initial_model_dir(ctx: StageContext, number: int) -> Path:
     if number == 1:
-        return base_model_dir(ctx)
+        base = ctx.recipe.base_model
+        return resolve_model(base.name_or_path, base.revision, ctx.cache_dir / "models", seed=base.seed)
     return ctx.inputs[f"phase{number - 1}"] / MODEL_DIR
 
 
@@ -108,9 +107,6 @@ def run(ctx: StageContext) -> dict[str, Any]:
     )
     ctx.log(f"phase {number} ({cfg.input}) from {init_dir}")
     summary = _launch(run_spec, ctx)
-    log = [json.loads(line) for line in (ctx.out_dir / METRICS_FILE).read_text().splitlines() if line.strip()]
-    if panel := phase_panel(f"{ctx.stage} ({cfg.input}): training", log):
-        (ctx.out_dir / CURVES_FILE).write_bytes(render([panel], (480, 280)))
     ctx.log(f"phase {number} done: {summary}")
     return summary
 
