@@ -9,11 +9,9 @@ step (the restored weights, optimizer, RNG and data order all show up there). No
 from __future__ import annotations
 
 import shutil
-import time
 
 import pytest
-from processes import has_exited, signal_own_group
-from test_training import finish, recipe_for, seed_curate, start_phase, stored_phase
+from test_training import finish, kill_after_checkpoints, recipe_for, seed_curate, start_phase, stored_phase
 
 from infimmr_core import checkpoints
 from infimmr_core.grpo_phase import MODEL_DIR
@@ -64,14 +62,7 @@ def test_resumed_phase_ends_with_the_uninterrupted_weights(uninterrupted, tmp_pa
     recipe = recipe_for(store, tiny_model_dir, max_steps=MAX_STEPS, save_steps=SAVE_STEPS, keep_last_checkpoints=2)
     curate = seed_curate(store, recipe, root)
     proc, key, _ = start_phase(recipe, curate, root)
-    deadline = time.monotonic() + 240
-    try:
-        while len(checkpoints.stored_steps(store, "phase1", key)) < 2 and not has_exited(proc):
-            assert time.monotonic() < deadline, "no second checkpoint in time"
-            time.sleep(0.02)
-    finally:
-        signal_own_group(proc)  # SIGKILL to the worker's own session: the phase and every process it started
-        proc.wait()
+    kill_after_checkpoints(proc, store, key, 2)
     assert store.manifest("phase1", key) is None, "the phase finished before the kill: nothing was resumed"
     killed_at = checkpoints.stored_steps(store, "phase1", key)[-1]
     assert SAVE_STEPS * 2 <= killed_at < MAX_STEPS

@@ -78,6 +78,19 @@ def start_phase(recipe, curate: ArtifactRef, tmp: Path) -> tuple[subprocess.Pope
     return proc, key, result
 
 
+def kill_after_checkpoints(proc: subprocess.Popen, store, key: str, count: int, timeout: float = 240) -> None:
+    """SIGKILL a running phase, and every process it started (its own session), once `count` of its checkpoints are
+    stored (or as soon as it exits by itself)."""
+    deadline = time.monotonic() + timeout
+    try:
+        while len(checkpoints.stored_steps(store, "phase1", key)) < count and not has_exited(proc):
+            assert time.monotonic() < deadline, f"no checkpoint number {count} in time"
+            time.sleep(0.02)
+    finally:
+        signal_own_group(proc)
+        proc.wait()
+
+
 def finish(proc: subprocess.Popen, timeout: float) -> None:
     rc = proc.wait(timeout=timeout)
     assert rc == 0, Path(proc.log_path).read_text()[-4000:]  # type: ignore[attr-defined]
@@ -100,14 +113,7 @@ def test_sigkill_after_second_sync_resumes_from_the_store(env, tmp_path):
     recipe = recipe_for(store, model_dir, max_steps=12, save_steps=2, keep_last_checkpoints=2)
     curate = seed_curate(store, recipe, tmp_path)
     proc, key, _ = start_phase(recipe, curate, tmp_path)
-    deadline = time.monotonic() + 240
-    try:
-        while len(checkpoints.stored_steps(store, "phase1", key)) < 2 and not has_exited(proc):
-            assert time.monotonic() < deadline, "no second checkpoint in time"
-            time.sleep(0.05)
-    finally:
-        signal_own_group(proc)  # its own session: the worker and the ranks it started
-        proc.wait()
+    kill_after_checkpoints(proc, store, key, 2)
     steps = checkpoints.stored_steps(store, "phase1", key)
     assert len(steps) >= 2 and steps[-1] >= 4, steps
     assert store.manifest("phase1", key) is None, "killed before the end: no phase artifact"
