@@ -141,3 +141,17 @@ def cli_env(prefect_server, tmp_path):
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PYTHONUNBUFFERED": "1",
     }
+
+
+STORE_PREFIX = "runs/exp1"  # where the `store` fixture's S3 store lives in its bucket
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path):
+    """The same store protocol on both backends: a local directory, and a prefix of a bucket on the moto server."""
+    from infimmr_core.store import open_store
+
+    if request.param == "local":
+        return open_store(f"file://{tmp_path}/store")
+    bucket = request.getfixturevalue("s3_env")
+    return open_store(f"s3://{bucket}/{STORE_PREFIX}")

@@ -83,14 +83,6 @@ def test_a_damaged_curation_shard_result_is_computed_again(tmp_path):
     assert results_of(state, shard) == {"s0": "caption s0", "s1": "caption s1", "s2": "caption s2"}
 
 
-@pytest.fixture(params=["local", "s3"])
-def store(request, tmp_path):
-    if request.param == "local":
-        return open_store(f"file://{tmp_path}/store")
-    bucket = request.getfixturevalue("s3_env")
-    return open_store(f"s3://{bucket}/heal")
-
-
 def _damage_manifest(store, stage: str, key: str, data: bytes) -> None:
     if store.uri.startswith("file://"):
         (store.root / stage / key / MANIFEST_NAME).write_bytes(data)

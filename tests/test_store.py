@@ -8,6 +8,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from conftest import STORE_PREFIX as PREFIX  # where the `store` fixture lives in its bucket
 from pydantic import ValidationError
 
 from infimmr_core.store import (
@@ -22,7 +23,6 @@ from infimmr_core.store import (
 )
 
 STAGE = "curate"
-PREFIX = "runs/exp1"
 BINARY = bytes(range(256)) * 64 + b"\x00\xff"
 
 TREE = {
@@ -74,14 +74,6 @@ def remove_stored(store, stage: str, key: str, rel: str) -> None:
         (store.root / stage / key / rel).unlink()
     else:
         raw_s3().delete_object(Bucket=store.bucket, Key=f"{store.prefix}/{stage}/{key}/{rel}")
-
-
-@pytest.fixture(params=["local", "s3"])
-def store(request, tmp_path):
-    if request.param == "local":
-        return open_store(f"file://{tmp_path}/store")
-    bucket = request.getfixturevalue("s3_env")
-    return open_store(f"s3://{bucket}/{PREFIX}")
 
 
 @pytest.fixture
