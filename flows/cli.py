@@ -43,6 +43,19 @@ def _print_summary(summary: dict[str, Any], total: float) -> None:
             print(f"  {'':<9} parts: {', '.join(f'{n} {state}' for state, n in counts.items())}", file=sys.stderr)
 
 
+def _print_curriculum(recipe: Recipe, summary: dict[str, Any]) -> None:
+    """The run ends with what it taught: the curriculum table and where its learning curves are."""
+    from infimmr_core.evaluation.curriculum_view import LEGEND, text_table
+
+    evaluate = summary["stages"].get("evaluate")
+    if evaluate is None:
+        return
+    raw = store_from_config(recipe.store).read_file("evaluate", evaluate["uri"].rsplit("/", 1)[-1], "curriculum.json")
+    if raw is None:
+        return
+    print(f"\n{LEGEND}:\n{text_table(json.loads(raw))}\nlearning curves: {evaluate['uri']}/learning.png", file=sys.stderr)
+
+
 def _run(args: argparse.Namespace, stage: str | None) -> int:
     recipe = _recipe_from(args)
     _quiet_offline_prefect()
@@ -64,6 +77,7 @@ def _run(args: argparse.Namespace, stage: str | None) -> int:
     total = time.perf_counter() - started
     summary["seconds"] = round(total, 3)
     _print_summary(summary, total)
+    _print_curriculum(recipe, summary)
     if args.json:
         print(json.dumps(summary))
     return 0
@@ -112,7 +126,7 @@ def _curate_parts(recipe: Recipe, store: ArtifactStore) -> tuple[Manifest, dict[
     from tqdm import tqdm
 
     from infimmr_core.runner import run_stage_process
-    from infimmr_core.stages import SHARD, ArtifactRef, curate_from_parts, plan_stage, produce, stored_ref
+    from infimmr_core.stages import SHARD, ArtifactRef, curate_from_parts, plan_stage, produce, stored_ref, upstream_of
 
     @dataclass
     class Part:
@@ -128,8 +142,10 @@ def _curate_parts(recipe: Recipe, store: ArtifactStore) -> tuple[Manifest, dict[
         with tqdm(upstreams.items(), desc="curate shards", unit="shard", file=sys.stderr) as bar:
             return {name: part(SHARD, upstream, lambda line: bar.write(line, file=sys.stderr)) for name, upstream in bar}
 
-    merged, parts = curate_from_parts(store, recipe, force=False, run_part=part, run_shards=shards)
-    ref = merged.ref if merged else stored_ref(store, "curate", recipe, {})
+    # A recipe that warms its base model up curates with that model: its base stage runs (or is reused) first.
+    upstream = {name: part(name, {}).ref for name in upstream_of("curate", recipe)}
+    merged, parts = curate_from_parts(store, recipe, force=False, run_part=part, run_shards=shards, upstream=upstream)
+    ref = merged.ref if merged else stored_ref(store, "curate", recipe, upstream)
     manifest = store.manifest("curate", ref.key) if ref else None
     assert manifest is not None  # stored before, or the merge just stored it
     states = {**{name: o.state for name, o in parts.items()}, "curate": merged.state} if merged else {"curate": "cached"}

@@ -11,7 +11,7 @@ from prefect.runtime import flow_run
 
 from infimmr_core.config import Recipe
 from infimmr_core.stages import (
-    SHARD, SPECS, STAGES, ArtifactRef, StageName, curate_from_parts, downstream_of, resolve_upstream,
+    SHARD, ArtifactRef, StageName, curate_from_parts, downstream_of, pipeline_stages, resolve_upstream, upstream_of,
 )
 from infimmr_core.store import ArtifactStore, store_from_config
 from infimmr.flows.parameters import Override, RecipeChoice, record_recipe, resolve_recipe
@@ -31,7 +31,7 @@ def _summary(recipe: Recipe, outcomes: dict[str, StageOutcome]) -> dict[str, Any
     }
 
 
-def run_curate(recipe: Recipe, *, force: bool, store: ArtifactStore) -> StageOutcome:
+def run_curate(recipe: Recipe, upstream: dict[str, ArtifactRef], *, force: bool, store: ArtifactStore) -> StageOutcome:
     """The curate stage from its parts: collect, then every shard (a task each, `runtime.parallel_shards` at a time),
     then the merge. A stored curate artifact answers at once; otherwise each part is reused when stored, so a rerun
     after a failure redoes only what failed."""
@@ -41,9 +41,10 @@ def run_curate(recipe: Recipe, *, force: bool, store: ArtifactStore) -> StageOut
         run_part=lambda stage, upstream: call_stage(stage, recipe, upstream, force=force, store=store),
         run_shards=lambda upstreams: map_stage(SHARD, recipe, upstreams, force=force, store=store,
                                                width=recipe.runtime.parallel_shards),
+        upstream=upstream,
     )
     if merged is None:  # stored: one cached task, so the UI shows the stage Cached
-        return call_stage("curate", recipe, {}, force=False, store=store)
+        return call_stage("curate", recipe, upstream, force=False, store=store)
     return merged.model_copy(update={"parts": {name: o.state for name, o in parts.items()},
                                      "seconds": round(time.perf_counter() - started, 3)})
 
@@ -51,7 +52,7 @@ def run_curate(recipe: Recipe, *, force: bool, store: ArtifactStore) -> StageOut
 def run_stage(stage: str, recipe: Recipe, upstream: dict[str, ArtifactRef], *, force: bool, store: ArtifactStore,
               remote: bool = False) -> StageOutcome:
     if stage == "curate":
-        return run_curate(recipe, force=force, store=store)
+        return run_curate(recipe, upstream, force=force, store=store)
     return call_stage(stage, recipe, upstream, force=force, store=store, remote=remote)
 
 
@@ -77,8 +78,8 @@ def infimmr_pipeline(
     store = store_from_config(recipe.store)
     refs: dict[str, ArtifactRef] = {}
     outcomes: dict[str, StageOutcome] = {}
-    for stage in STAGES:
-        upstream = {name: refs[name] for name in SPECS[stage].upstream}
+    for stage in pipeline_stages(recipe):
+        upstream = {name: refs[name] for name in upstream_of(stage, recipe)}
         remote = recipe.runtime.gpu_stage_deployment is not None and stage in GPU_STAGES
         outcomes[stage] = run_stage(stage, recipe, upstream, force=stage in forced, store=store, remote=remote)
         refs[stage] = outcomes[stage].ref

@@ -35,6 +35,17 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
+class TinyModelConfig(Strict):
+    """The shape of the offline 'tiny' Qwen2.5-VL (tests, smoke and demo recipes)."""
+
+    layers: int = Field(2, ge=1, description="Language-model layers.")
+    hidden_size: int = Field(64, ge=32, multiple_of=32, description="Language-model width (heads = width / 16).")
+    warm_start_steps: int = Field(
+        300, ge=0, description="Steps of the builder's own loose format warm start (random answers, so rewards vary "
+        "for tests); 0 = none, e.g. when the recipe's `warmup` stage teaches the tasks."
+    )
+
+
 class ModelRef(Strict):
     name_or_path: str = Field(
         "Qwen/Qwen2.5-VL-3B-Instruct",
@@ -42,6 +53,9 @@ class ModelRef(Strict):
     )
     revision: str | None = Field(None, description="Hub revision (commit sha or tag) to pin; None = default branch.")
     seed: int = Field(0, description="Seed for building the 'tiny' model; ignored otherwise.")
+    tiny: TinyModelConfig | None = Field(
+        None, description="Shape of the 'tiny' model; None = the default (2 layers, width 64, 300 warm-start steps)."
+    )
 
 
 class StoreConfig(Strict):
@@ -99,15 +113,17 @@ class GenerationConfig(Strict):
 
 
 SourceKind = Literal[
-    "synthetic_text", "synthetic_image", "jsonl", "canonical", "deepscaler", "virl39k", "geometry3k", "mathv360k"
+    "synthetic_text", "synthetic_image", "synthetic_sum_text", "synthetic_sum_image", "jsonl", "canonical",
+    "deepscaler", "virl39k", "geometry3k", "mathv360k",
 ]
 
 
 class SourceConfig(Strict):
     kind: SourceKind = Field(
-        description="Row schema: synthetic_text / synthetic_image (generated), canonical (our Sample fields, renamed by "
-        "`mapping`; 'jsonl' is its old name), or a known dataset's own columns: deepscaler, virl39k, geometry3k, "
-        "mathv360k."
+        description="Row schema: synthetic_text / synthetic_image (generated), synthetic_sum_text / synthetic_sum_image "
+        "(the demo's sums of two digits, as text or as a captioned image), canonical (our Sample fields, renamed by "
+        "`mapping`, a `caption` column included; 'jsonl' is its old name), or a known dataset's own columns: "
+        "deepscaler, virl39k, geometry3k, mathv360k."
     )
     path: str | None = Field(
         None,
@@ -124,7 +140,10 @@ class SourceConfig(Strict):
     )
     name: str | None = Field(None, description="Label stored in each sample's `source`; None = the kind or the file name.")
     hub_config: str | None = Field(None, description="`datasets` configuration name (Hub ids and loading scripts).")
-    split: str = Field("train", description="Split to read (Hub ids and save_to_disk DatasetDicts).")
+    split: str = Field(
+        "train", description="Split to read (Hub ids and save_to_disk DatasetDicts); synthetic_sum_*: 'test' draws "
+        "from the held-out items, anything else from the training items."
+    )
     revision: str | None = Field(None, description="Hub revision to pin.")
     image_root: str | None = Field(
         None, description="Folder that relative image paths resolve in (and must stay in); None = the file's folder."
@@ -484,7 +503,7 @@ EvalModel = Literal["base", "phase1", "phase2", "phase3"]
 
 class EvalSetConfig(Strict):
     name: str = Field(description="Name shown in the scores table.")
-    kind: Literal["synthetic_text", "synthetic_image", "jsonl", "benchmark"] = Field(
+    kind: Literal["synthetic_text", "synthetic_image", "synthetic_sum_text", "synthetic_sum_image", "jsonl", "benchmark"] = Field(
         description="Adapter that reads the set; 'benchmark' = a published benchmark scored the way its authors score it."
     )
     path: str | None = Field(
@@ -503,7 +522,10 @@ class EvalSetConfig(Strict):
         None, description="Hub configs to read (MathVerse: testmini, testmini_text_only; OlympiadBench: e.g. "
         "OE_MM_maths_en_COMP); None = the benchmark's default.",
     )
-    split: str | None = Field(None, description="Hub split; None = the benchmark's default (e.g. testmini, test).")
+    split: str | None = Field(
+        None, description="Hub split; None = the benchmark's default (e.g. testmini, test). synthetic_sum_*: None or "
+        "'test' = the held-out items, never trained on."
+    )
     revision: str | None = Field(None, description="Dataset revision (commit sha or tag) to pin; None = default branch.")
     limit: int | None = Field(None, ge=1, description="Use at most this many rows per subset (None = all).")
 
@@ -577,6 +599,54 @@ class EvaluationConfig(Strict):
         return self
 
 
+class WarmupTask(Strict):
+    """One task of the supervised warm-up: a source whose samples carry worked solutions, and how the model sees it."""
+
+    name: str = Field(description="Task name in the warm-up log and curve.")
+    source: SourceConfig = Field(
+        description="Samples with a worked solution in `metadata.solution` (a canonical source's `solution` column "
+        "lands there); image samples may name the classes they show in `metadata.image_labels` (vision pre-warm)."
+    )
+    input: PhaseInput = Field("text", description="text, image_caption (image + the sample's caption) or image.")
+
+
+class WarmupConfig(Strict):
+    """The `base` stage: a short supervised warm-up on worked solutions that turns `base_model` into the curriculum's
+    starting model. A task whose dev accuracy has reached `target_accuracy` trains on a smaller share, and the warm-up
+    stops once every task has reached it, so the model learns the format and part of each task but keeps headroom for
+    GRPO. Recipes without it have no `base` stage."""
+
+    tasks: list[WarmupTask] = Field(min_length=1, description="Tasks trained together, in equal shares per step.")
+    learning_rate: float = Field(3e-3, gt=0, description="AdamW learning rate of the supervised steps.")
+    batch_size: int = Field(24, ge=1, description="Examples per step, shared equally by the tasks still in the mix.")
+    max_steps: int = Field(1500, ge=1, description="Stop here even if a task has not reached its target.")
+    target_accuracy: float = Field(
+        0.45, gt=0, le=1, description="The warm-up ends once every task's dev accuracy (greedy) has reached this."
+    )
+    resting_weight: float = Field(
+        0.25, ge=0, le=1, description="Share of a task that has reached the target, relative to one that has not: "
+        "enough rehearsal that training the others does not wipe it out, little enough that it keeps headroom."
+    )
+    check_every: int = Field(50, ge=1, description="Steps between dev checks.")
+    dev_samples: int = Field(64, ge=1, description="Items per task held out of the warm-up's own data for the checks.")
+    max_new_tokens: int = Field(32, ge=1, description="Longest completion in a dev check.")
+    vision_steps: int = Field(
+        100, ge=0, description="Vision pre-warm before any text training: steps teaching the vision tower to name "
+        "the image's `metadata.image_labels` through a throwaway linear head (0 = off). Without it a tiny model never "
+        "learns to read the image."
+    )
+    vision_learning_rate: float = Field(3e-3, gt=0, description="Learning rate of the vision pre-warm.")
+    vision_batch_size: int = Field(32, ge=1, description="Images per vision pre-warm step.")
+    seed: int = Field(0, description="Seed of the data order and the throwaway head.")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> WarmupConfig:
+        names = [t.name for t in self.tasks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"warmup task names must be unique: {names}")
+        return self
+
+
 class PublishConfig(Strict):
     repo_id: str | None = Field(None, description="Hub repo to push to; None = only write the Hub-ready folder to the store.")
     private: bool = Field(True, description="Create new Hub repos as private.")
@@ -606,6 +676,10 @@ class Recipe(Strict):
     description: str = Field("", description="What this recipe is for, in a sentence.")
     base_model: ModelRef = Field(
         default_factory=ModelRef, description="The model phase 1 starts from (and the default captioner and policy)."
+    )
+    warmup: WarmupConfig | None = Field(
+        None, description="A supervised warm-up of base_model as a stage of its own (`base`), whose output is then the "
+        "base model everywhere: phase 1, curation's policy and captioner, evaluation. None = base_model as it is."
     )
     store: StoreConfig = operational(default_factory=StoreConfig, description="Where artifacts are stored.")
     prompts: PromptConfig = Field(default_factory=PromptConfig, description="System prompt and phase-2 caption template.")

@@ -23,14 +23,14 @@ from infimmr_core.data.images import decode_image
 from infimmr_core.data.pool_io import read_pool
 from infimmr_core.data.prompts import build_messages
 from infimmr_core.data.schema import Sample
-from infimmr_core.layout import MODEL_DIR
+from infimmr_core.layout import METRICS_FILE, MODEL_DIR
 from infimmr_core.models import load_model, load_processor
 from infimmr_core.resume import exact_resume
 from infimmr_core.rewards import RewardPool, ScoreItem, format_reward
 from infimmr_core.step_timing import PARTS, timed
 from infimmr_core.store import store_from_config
+from infimmr_core.weights import weights_digest
 
-METRICS_FILE = "metrics.jsonl"
 
 
 class PhaseRun(BaseModel):
@@ -296,6 +296,9 @@ def train(run: PhaseRun) -> dict[str, Any]:
     with reward_pool(run.recipe.rewards) as pool:
         try:
             trainer, processor, n_rows = build_trainer(run, pool, sync)
+            # The weights the first step will update, as loaded (before any resume): the hand-off check of a phase.
+            # With LoRA the model is wrapped in adapters, so there is no digest comparable with the previous artifact.
+            start_weights = weights_digest(trainer.model) if _rank_zero() and cfg.lora is None else None
             trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
             _save_final(trainer, processor, run)
         finally:
@@ -312,6 +315,7 @@ def train(run: PhaseRun) -> dict[str, Any]:
         "processes": trainer.accelerator.num_processes,
         "resumed_from_step": int(run.resume_from.name.split("-")[-1]) if run.resume_from else 0,
         "checkpoints_synced": sync.synced if sync else [],
+        "start_weights": start_weights,
         "train_seconds": round(time.perf_counter() - started, 3),
     }
     run.summary_path.write_text(json.dumps(summary))

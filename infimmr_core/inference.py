@@ -86,6 +86,13 @@ class TransformersGenerator:
         dtype = "bfloat16" if self.device.startswith("cuda") else "float32"
         self.model = load_model(model_dir, device=self.device, dtype=dtype)
 
+    @classmethod
+    def from_loaded(cls, model, processor, *, device: str, batch_size: int = 8) -> TransformersGenerator:
+        """A generator over a model already in memory (e.g. one being trained), sharing its weights."""
+        generator = cls.__new__(cls)
+        generator.device, generator.batch_size, generator.processor, generator.model = device, batch_size, processor, model
+        return generator
+
     def generate(self, requests: list[GenerationRequest], sampling: SamplingSpec) -> list[list[str]]:
         completions: list[list[str]] = []
         for index, start in enumerate(range(0, len(requests), self.batch_size)):

@@ -4,6 +4,10 @@ Constants only, so any module imports them without its key following more than t
 """
 
 MODEL_DIR = "model"  # a phase artifact's Hugging Face model directory (the next phase starts from it)
+BASE_STAGE = "base"  # the warm-up stage: its artifact's MODEL_DIR is the recipe's base model
+WARMUP_LOG = "warmup.jsonl"  # the base stage's curve: one line per vision pre-warm log and per dev check
+METRICS_FILE = "metrics.jsonl"  # a phase artifact's training log (TRL's log history, one line per entry)
+CURVES_FILE = "curves.png"  # a phase artifact's reward and accuracy curves
 
 SHARD_DIR = "shards"  # curate-collect's accepted samples, one Parquet file per shard
 SHARD_PREFIX = "shard-"  # shard-00000, shard-00001, ...: a shard's file stem, task-run name and merge input name

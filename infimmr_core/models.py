@@ -126,15 +126,17 @@ def _download(repo_id: str, revision: str | None, cache_dir: Path) -> Path:
         ) from error
 
 
-def resolve_model(name_or_path: str, revision: str | None, cache_dir: str | Path, seed: int = 0) -> Path:
-    """Local directory for a model: "tiny" (built offline), an existing directory, or a Hub repo id."""
+def resolve_model(
+    name_or_path: str, revision: str | None, cache_dir: str | Path, seed: int = 0, tiny: dict | None = None
+) -> Path:
+    """Local directory for a model: "tiny" (built offline, of shape `tiny`), an existing directory, or a Hub repo id."""
     cache_dir = Path(cache_dir)
     if name_or_path == TINY:
         # Imported only here: the builder is part of a stage's code only for recipes that build the tiny model
         # (see stages.CONDITIONAL_CODE), so editing it never touches the keys of a real recipe.
         from infimmr_core.tiny_model import cached_tiny_model
 
-        return cached_tiny_model(cache_dir, seed)
+        return cached_tiny_model(cache_dir, seed, tiny)
     local = Path(name_or_path).expanduser()
     if local.is_dir():
         return local

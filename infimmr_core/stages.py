@@ -1,7 +1,11 @@
 """The pipeline as data: which stages exist, what each depends on, what code and config shape its output.
 
-curate -> phase1 -> phase2 -> phase3 -> evaluate -> publish, where every phase also reads the curated pools and
-publish also reads the evaluation. Orchestrators (the Prefect flows, the CLI) walk this graph; they add no logic.
+[base ->] curate -> phase1 -> phase2 -> phase3 -> evaluate -> publish, where every phase also reads the curated pools
+and publish also reads the evaluation. Orchestrators (the Prefect flows, the CLI) walk this graph; they add no logic.
+
+The `base` stage exists only in recipes with a `warmup` section: it warms `base_model` up, and its artifact is then
+the base model wherever one is used (curation's rollouts and captions, phase 1's start, evaluation's `base` row), so
+its digest is part of those stages' keys. Elsewhere (infimmr-3b) the graph has no such stage and no key mentions it.
 
 The curate stage is built from parts, each its own artifact and its own cached task: `curate-collect` (read,
 filter, decontaminate, dedup; writes the accepted samples as shards), one `curate-shard` per shard (captions and
@@ -19,11 +23,11 @@ from pydantic import BaseModel, Field
 
 from infimmr_core.config import Recipe, is_operational
 from infimmr_core.keys import code_closure, code_hash, key_of, library_versions
-from infimmr_core.layout import COLLECT_PREFIX, LEDGER_FILES, SHARD_DIR
+from infimmr_core.layout import BASE_STAGE, COLLECT_PREFIX, LEDGER_FILES, SHARD_DIR
 from infimmr_core.store import ArtifactStore, Manifest
 
-StageName = Literal["curate", "phase1", "phase2", "phase3", "evaluate", "publish"]
-STAGES: tuple[str, ...] = ("curate", "phase1", "phase2", "phase3", "evaluate", "publish")
+StageName = Literal["base", "curate", "phase1", "phase2", "phase3", "evaluate", "publish"]
+STAGES: tuple[str, ...] = (BASE_STAGE, "curate", "phase1", "phase2", "phase3", "evaluate", "publish")
 COLLECT, SHARD = "curate-collect", "curate-shard"  # the parts of the curate stage (see the module docstring)
 
 _ML_LIBS = ("torch", "transformers", "tokenizers", "datasets", "pillow", "math-verify")
@@ -81,22 +85,32 @@ def _collect_config(recipe: Recipe) -> dict[str, Any]:
 _BAND = {"enabled", "min_pass_rate", "max_pass_rate", "inclusive", "pass_rate_column"}
 
 
+def _shards_use_base(recipe: Recipe) -> bool:
+    """Does curation generate with the base model (as the captioner or the rollout policy)?"""
+    cur = recipe.curation
+    return (cur.captioning.enabled and cur.captioning.model is None) or (cur.difficulty.rolls_out and cur.difficulty.policy is None)
+
+
 def _shard_config(recipe: Recipe) -> dict[str, Any]:
     """What shapes one shard's captions and pass rates, and nothing else: the band, the pools and the dataset's own
     pass-rate column are applied when the shards are merged."""
     cur = recipe.curation
     sliced: dict[str, Any] = {"seed": cur.seed}
-    needs_base = False
     if cur.captioning.enabled:
         sliced["captioning"] = _dump(cur.captioning)
-        needs_base = cur.captioning.model is None
     if cur.difficulty.rolls_out:
         sliced["rollouts"] = {k: v for k, v in _dump(cur.difficulty).items() if k not in _BAND}
         sliced["prompts"], sliced["rewards"] = _dump(recipe.prompts), _dump(recipe.rewards)
-        needs_base = needs_base or cur.difficulty.policy is None
-    if needs_base:
+    if _shards_use_base(recipe):
         sliced["base_model"] = _dump(recipe.base_model)
     return sliced
+
+
+def _base_config(recipe: Recipe) -> dict[str, Any]:
+    # The warm-up teaches answers in the rewards' format, to prompts built like the phases' and judges its dev checks
+    # with the accuracy reward.
+    return {"base_model": _dump(recipe.base_model), "warmup": _dump(recipe.warmup) if recipe.warmup else None,
+            "prompts": _dump(recipe.prompts), "rewards": _dump(recipe.rewards)}
 
 
 def _publish_config(recipe: Recipe) -> dict[str, Any]:
@@ -104,14 +118,18 @@ def _publish_config(recipe: Recipe) -> dict[str, Any]:
     return _dump(recipe)
 
 
+# An upstream named BASE_STAGE is there only when the recipe has that stage and the stage uses the base model
+# (`upstream_of`); every other upstream is always there.
 SPECS: dict[str, StageSpec] = {
+    BASE_STAGE: StageSpec(BASE_STAGE, (), "infimmr_core.warmup.stage", _ML_LIBS, _base_config),
     COLLECT: StageSpec(COLLECT, (), "infimmr_core.curation.collect", _ML_LIBS, _collect_config),
     # Upstream "shard" is one file of the collect artifact; its digest is that file's sha256.
-    SHARD: StageSpec(SHARD, ("shard",), "infimmr_core.curation.enrich", _ML_LIBS, _shard_config),
+    SHARD: StageSpec(SHARD, ("shard", BASE_STAGE), "infimmr_core.curation.enrich", _ML_LIBS, _shard_config),
     # The merge. Its key is the whole curation slice and no part digests, so a stored curate artifact is found
-    # from the recipe alone: an all-cached rerun never looks at the parts.
+    # from the recipe alone (and the base model's digest, when a stage makes it): an all-cached rerun never looks at
+    # the parts.
     "curate": StageSpec(
-        "curate", (), "infimmr_core.curation.stage", _ML_LIBS,
+        "curate", (BASE_STAGE,), "infimmr_core.curation.stage", _ML_LIBS,
         lambda r: {
             "curation": _dump(r.curation), "base_model": _dump(r.base_model),
             "prompts": _dump(r.prompts), "rewards": _dump(r.rewards),
@@ -119,7 +137,7 @@ SPECS: dict[str, StageSpec] = {
     ),
     **{
         f"phase{n}": StageSpec(
-            f"phase{n}", ("curate",) if n == 1 else ("curate", f"phase{n - 1}"), "infimmr_core.training",
+            f"phase{n}", ("curate", BASE_STAGE) if n == 1 else ("curate", f"phase{n - 1}"), "infimmr_core.training",
             _ML_LIBS + ("trl", "accelerate", "peft"), _phase_config(n),
         )
         for n in (1, 2, 3)
@@ -127,7 +145,7 @@ SPECS: dict[str, StageSpec] = {
     # Every phase is upstream so the report can show the whole curriculum (base, phase 1, 2, 3); the base model is
     # evaluated too, so its spec is part of this stage's slice.
     "evaluate": StageSpec(
-        "evaluate", ("phase1", "phase2", "phase3"), "infimmr_core.evaluation", _ML_LIBS,
+        "evaluate", (BASE_STAGE, "phase1", "phase2", "phase3"), "infimmr_core.evaluation", _ML_LIBS,
         lambda r: {
             "evaluation": _dump(r.evaluation), "prompts": _dump(r.prompts), "rewards": _dump(r.rewards),
             "base_model": _dump(r.base_model),
@@ -135,6 +153,33 @@ SPECS: dict[str, StageSpec] = {
     ),
     "publish": StageSpec("publish", ("phase3", "evaluate", "curate"), "infimmr_core.publish", ("huggingface-hub",), _publish_config),
 }
+
+
+def uses_base(stage: str, recipe: Recipe) -> bool:
+    """Does `stage` read the base stage's artifact? Only when the recipe has that stage, and only where the base model
+    is used: curation's generation (its shards, and the merge whose key stands for them), phase 1's start, evaluation's
+    `base` row."""
+    if recipe.warmup is None or BASE_STAGE not in SPECS[stage].upstream:
+        return False
+    if stage in (SHARD, "curate"):
+        return _shards_use_base(recipe)
+    if stage == "evaluate":
+        return "base" in recipe.evaluation.models
+    return True
+
+
+def upstream_of(stage: str, recipe: Recipe) -> tuple[str, ...]:
+    """The stages whose artifacts `stage` reads, for this recipe. Evaluation reads the checkpoints it scores (its
+    upstream names are `evaluation.models` labels)."""
+    upstream = tuple(u for u in SPECS[stage].upstream if u != BASE_STAGE or uses_base(stage, recipe))
+    if stage == "evaluate":
+        upstream = tuple(u for u in upstream if u in recipe.evaluation.models)
+    return upstream
+
+
+def pipeline_stages(recipe: Recipe) -> tuple[str, ...]:
+    """The stages a run of this recipe walks, in order: STAGES, without `base` when the recipe has no warm-up."""
+    return tuple(s for s in STAGES if s != BASE_STAGE or recipe.warmup is not None)
 
 
 class ArtifactRef(BaseModel):
@@ -199,6 +244,7 @@ def _holds(tree: Any, field: str, matches: Callable[[Any], bool]) -> bool:
 CONDITIONAL_CODE: dict[str, Callable[[dict[str, Any]], bool]] = {
     "infimmr_core.tiny_model": lambda sliced: _holds(sliced, "name_or_path", lambda v: v == "tiny"),
     "infimmr_core.data.synthetic": lambda sliced: _holds(sliced, "kind", lambda v: str(v).startswith("synthetic")),
+    "infimmr_core.data.digit_sums": lambda sliced: _holds(sliced, "kind", lambda v: str(v).startswith("synthetic_sum")),
     "infimmr_core.evaluation.fixtures": lambda sliced: _holds(sliced, "source", lambda v: v == "fixture"),
 }
 
@@ -212,7 +258,8 @@ def stage_code(module: str, sliced: dict[str, Any]) -> tuple[str, ...]:
 
 def key_inputs(stage: str, recipe: Recipe, upstream_digests: dict[str, str]) -> dict[str, Any]:
     spec = SPECS[stage]
-    missing = set(spec.upstream) - set(upstream_digests)
+    upstream = upstream_of(stage, recipe)
+    missing = set(upstream) - set(upstream_digests)
     if missing:
         raise ValueError(f"stage {stage} needs the digests of {sorted(missing)}")
     libraries = spec.libraries + (("vllm",) if _uses_vllm(recipe, stage) else ())
@@ -220,7 +267,7 @@ def key_inputs(stage: str, recipe: Recipe, upstream_digests: dict[str, str]) -> 
     return {
         "stage": stage,
         "config": sliced,
-        "upstream": {name: upstream_digests[name] for name in spec.upstream},
+        "upstream": {name: upstream_digests[name] for name in upstream},
         "code": code_hash(stage_code(spec.module, sliced)),
         "libraries": library_versions(libraries),
     }
@@ -282,45 +329,48 @@ def curate_from_parts(
     store: ArtifactStore, recipe: Recipe, *, force: bool,
     run_part: Callable[[str, dict[str, ArtifactRef]], Outcome],
     run_shards: Callable[[dict[str, dict[str, ArtifactRef]]], dict[str, Outcome]],
+    upstream: dict[str, ArtifactRef] | None = None,
 ) -> tuple[Outcome | None, dict[str, Outcome]]:
     """The curate stage from its parts: collect, then every shard, then the merge; each part is reused when stored,
     so a rerun after a failure redoes only what failed. How a part runs (a Prefect task, a child process under a
-    progress bar) is the caller's; what runs, in which order, on which inputs, is decided here.
+    progress bar) is the caller's; what runs, in which order, on which inputs, is decided here. `upstream` holds the
+    curate stage's own inputs (the base stage's artifact, when the recipe has one).
 
     Returns the merge's outcome and every part's, or (None, {}) when the curate artifact is already stored (then
     nothing ran and no part was looked at)."""
-    if not force and stored_ref(store, "curate", recipe, {}) is not None:
+    base = {name: ref for name, ref in (upstream or {}).items() if name in upstream_of("curate", recipe)}
+    if not force and stored_ref(store, "curate", recipe, base) is not None:
         return None, {}
     collect = run_part(COLLECT, {})
-    shards = run_shards({name: {"shard": ref} for name, ref in shard_refs(store, collect.ref).items()})
-    merged = run_part("curate", merge_inputs(store, collect.ref, {name: o.ref for name, o in shards.items()}))
+    shards = run_shards({name: {"shard": ref, **base} for name, ref in shard_refs(store, collect.ref).items()})
+    merged = run_part("curate", merge_inputs(store, collect.ref, {name: o.ref for name, o in shards.items()}) | base)
     return merged, {COLLECT: collect, **shards}
 
 
 def resolve_upstream(store: ArtifactStore, stage: str, recipe: Recipe) -> dict[str, ArtifactRef]:
     """The stored inputs of `stage` for this recipe, walking the graph from the start; a clear error names the first
     stage that has to run before this one can."""
-    needed = _ancestors(stage)
+    needed = _ancestors(stage, recipe)
     refs: dict[str, ArtifactRef] = {}
     for name in STAGES:
         if name not in needed:
             continue
-        ref = stored_ref(store, name, recipe, {u: refs[u] for u in SPECS[name].upstream})
+        ref = stored_ref(store, name, recipe, {u: refs[u] for u in upstream_of(name, recipe)})
         if ref is None:
             raise UpstreamMissing(
                 f"stage {stage} needs the output of stage {name}, which is not in the store {store.uri} for this "
                 f"recipe: run `infimmr stage {name}` (or `infimmr run`) first"
             )
         refs[name] = ref
-    return {u: refs[u] for u in SPECS[stage].upstream}
+    return {u: refs[u] for u in upstream_of(stage, recipe)}
 
 
-def _ancestors(stage: str) -> set[str]:
+def _ancestors(stage: str, recipe: Recipe) -> set[str]:
     found: set[str] = set()
-    todo = list(SPECS[stage].upstream)
+    todo = list(upstream_of(stage, recipe))
     while todo:
         name = todo.pop()
         if name not in found:
             found.add(name)
-            todo.extend(SPECS[name].upstream)
+            todo.extend(upstream_of(name, recipe))
     return found

@@ -10,7 +10,6 @@ import json
 import random
 import shutil
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -18,6 +17,7 @@ from PIL import Image
 
 from infimmr_core.keys import code_closure, code_hash
 from infimmr_core.models import make_processor
+from infimmr_core.supervised import assistant_loss, chat_batch, torch_threads
 
 # Qwen's special tokens, in the order (and hence relative ids) the real Qwen2.5 vocab uses.
 QWEN_SPECIAL_TOKENS = (
@@ -190,20 +190,20 @@ def _build_tokenizer():
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _tiny_config(tokenizer):
+def _tiny_config(tokenizer, layers: int = 2, hidden: int = 64):
     from transformers import Qwen2_5_VLConfig
 
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN_SPECIAL_TOKENS}
-    hidden, heads = 64, 4
+    heads = hidden // 16
     head_dim = hidden // heads
     return Qwen2_5_VLConfig(
         text_config={
             "vocab_size": len(tokenizer),
             "hidden_size": hidden,
             "intermediate_size": 2 * hidden,
-            "num_hidden_layers": 2,
+            "num_hidden_layers": layers,
             "num_attention_heads": heads,
-            "num_key_value_heads": 2,
+            "num_key_value_heads": max(1, hidden // 32),
             "max_position_embeddings": 4096,
             "rms_norm_eps": 1e-6,
             # Temporal/height/width split of the rotary dims, same 2:3:3 proportions as the real model.
@@ -310,28 +310,8 @@ def _synthetic_example(rng: random.Random, image_share: float) -> tuple[list[dic
 def _warm_start_batch(processor, rng: random.Random, image_share: float) -> tuple[dict, torch.Tensor]:
     """Right-padded model inputs, and labels that cover only the assistant turn."""
     examples = [_synthetic_example(rng, image_share) for _ in range(_WARM_START_BATCH)]
-    texts = [processor.apply_chat_template(messages, tokenize=False) for messages, _ in examples]
     images = [image for _, example_images in examples for image in example_images]
-    batch = processor(text=texts, images=images or None, padding=True, padding_side="right", return_tensors="pt")
-    return dict(batch), _assistant_labels(batch["input_ids"], batch["attention_mask"], processor.tokenizer)
-
-
-def _assistant_labels(input_ids: torch.Tensor, attention_mask: torch.Tensor, tokenizer) -> torch.Tensor:
-    # Everything after the last <|im_start|> is the assistant turn ("assistant\n" header included: harmless).
-    turn_start = tokenizer.convert_tokens_to_ids("<|im_start|>")
-    positions = torch.arange(input_ids.shape[1]).expand_as(input_ids)
-    last_start = torch.where(input_ids == turn_start, positions, -1).max(dim=1, keepdim=True).values
-    keep = (positions > last_start) & attention_mask.bool()
-    return torch.where(keep, input_ids, -100)
-
-
-def _assistant_loss(model, inputs: dict, labels: torch.Tensor) -> torch.Tensor:
-    """Next-token loss on the assistant turn. The vocabulary projection runs only where there is a target (about
-    a fifth of the positions): over all positions, it and its softmax took half of each step."""
-    hidden = model.model(**inputs).last_hidden_state[:, :-1]
-    targets = labels[:, 1:]
-    has_target = targets != -100
-    return torch.nn.functional.cross_entropy(model.lm_head(hidden[has_target]), targets[has_target])
+    return chat_batch(processor, [messages for messages, _ in examples], images)
 
 
 def _warm_start(model, processor, steps: int, seed: int) -> None:
@@ -340,26 +320,16 @@ def _warm_start(model, processor, steps: int, seed: int) -> None:
     model.train()
     for step in range(steps):
         image_share = _IMAGE_SHARE_IN_IMAGE_BATCH if step % _IMAGE_BATCH_EVERY == 0 else 0.0
-        _assistant_loss(model, *_warm_start_batch(processor, rng, image_share)).backward()
+        assistant_loss(model, *_warm_start_batch(processor, rng, image_share)).backward()
         optimizer.step()
         optimizer.zero_grad()
     model.eval()
 
 
-@contextmanager
-def _single_thread():
-    """One intra-op thread: faster for these tiny tensors (no thread hand-off, no spinning when the cores are
-    shared) and the float reductions no longer depend on the machine's core count."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def build_tiny_model(out_dir: str | Path, seed: int = 0, warm_start_steps: int = 300) -> Path:
-    """Build, warm-start and save a complete tiny Qwen2.5-VL directory, offline and deterministic in `seed`."""
+def build_tiny_model(
+    out_dir: str | Path, seed: int = 0, warm_start_steps: int = 300, layers: int = 2, hidden_size: int = 64
+) -> Path:
+    """Build, warm-start and save a complete tiny Qwen2.5-VL directory, offline and deterministic in its arguments."""
     from transformers import Qwen2_5_VLForConditionalGeneration
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
@@ -370,9 +340,10 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0, warm_start_steps: int =
     )
     processor = make_processor(image_processor, tokenizer, {"chat_template": CHAT_TEMPLATE})
     torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(_tiny_config(tokenizer))
+    model = Qwen2_5_VLForConditionalGeneration(_tiny_config(tokenizer, layers, hidden_size))
     model.generation_config = _generation_config(tokenizer)
-    with _single_thread():
+    # One thread: faster for these tiny tensors, and the result does not depend on the machine's core count.
+    with torch_threads(1):
         _warm_start(model, processor, warm_start_steps, seed)
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
@@ -397,9 +368,12 @@ def _is_complete_tiny_model(model_dir: Path) -> bool:
     return all((model_dir / name).is_file() for name in _TINY_MODEL_FILES)
 
 
-def cached_tiny_model(cache_dir: Path, seed: int) -> Path:
-    """Build the tiny model once per (seed, source) and reuse it; the directory appears only when complete."""
-    target = cache_dir / f"tiny-seed{seed}-{_source_hash()}"
+def cached_tiny_model(cache_dir: Path, seed: int, shape: dict | None = None) -> Path:
+    """Build the tiny model once per (seed, shape, source) and reuse it; the directory appears only when complete.
+    `shape` holds build_tiny_model's layers / hidden_size / warm_start_steps (None = their defaults)."""
+    shape = shape or {}
+    label = "".join(f"-{k}{v}" for k, v in sorted(shape.items()))
+    target = cache_dir / f"tiny-seed{seed}{label}-{_source_hash()}"
     if _is_complete_tiny_model(target):
         return target
     if target.exists():  # damaged by hand: rebuilding beats failing later with a missing file
@@ -407,7 +381,7 @@ def cached_tiny_model(cache_dir: Path, seed: int) -> Path:
     cache_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=cache_dir))
     try:
-        build_tiny_model(staging, seed=seed)
+        build_tiny_model(staging, seed=seed, **shape)
         staging.chmod(0o755)  # mkdtemp makes it private; a shared cache must stay readable
         staging.rename(target)
     except OSError:

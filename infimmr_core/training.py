@@ -24,7 +24,9 @@ from infimmr_core.checkpoints import prune, restore_latest
 from infimmr_core.config import DistributedSettings
 from infimmr_core.context import StageContext
 from infimmr_core.grpo_phase import MODEL_DIR, PhaseRun, phase_rows, train
-from infimmr_core.models import resolve_model
+from infimmr_core.layout import CURVES_FILE, METRICS_FILE
+from infimmr_core.plots import phase_panel, render
+from infimmr_core.base_model import base_model_dir
 
 __all__ = ["MODEL_DIR", "after_commit", "phase_rows", "run"]
 
@@ -37,8 +39,7 @@ def phase_number(stage: str) -> int:
 
 def initial_model_dir(ctx: StageContext, number: int) -> Path:
     if number == 1:
-        base = ctx.recipe.base_model
-        return resolve_model(base.name_or_path, base.revision, ctx.cache_dir / "models", seed=base.seed)
+        return base_model_dir(ctx)
     return ctx.inputs[f"phase{number - 1}"] / MODEL_DIR
 
 
@@ -107,6 +108,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
     )
     ctx.log(f"phase {number} ({cfg.input}) from {init_dir}")
     summary = _launch(run_spec, ctx)
+    log = [json.loads(line) for line in (ctx.out_dir / METRICS_FILE).read_text().splitlines() if line.strip()]
+    if panel := phase_panel(f"{ctx.stage} ({cfg.input}): training", log):
+        (ctx.out_dir / CURVES_FILE).write_bytes(render([panel], (480, 280)))
     ctx.log(f"phase {number} done: {summary}")
     return summary
 

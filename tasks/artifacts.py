@@ -5,7 +5,6 @@ stages can add fields without touching this module; a missing or unreadable file
 from __future__ import annotations
 
 import base64
-import io
 import json
 import re
 from typing import Any, Callable
@@ -19,6 +18,9 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
+from infimmr_core.evaluation.curriculum_view import LEGEND, markdown_table
+from infimmr_core.layout import CURVES_FILE, WARMUP_LOG
+from infimmr_core.plots import line_chart_png
 from infimmr_core.store import ArtifactStore
 
 CURVE_KEYS = ("step", "reward", "reward_std", "rewards/accuracy/mean", "rewards/format/mean", "loss", "kl", "learning_rate")
@@ -88,52 +90,13 @@ def curve_rows(metrics_lines: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def line_chart_png(rows: list[dict[str, Any]], series: tuple[str, ...], size: tuple[int, int] = (480, 280)) -> bytes:
-    """A small line chart of `series` against `step`, drawn with Pillow (no plotting library in the install)."""
-    from PIL import Image, ImageDraw
-
-    width, height = size
-    left, right, top, bottom = 50, 10, 10, 30
-    image = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(image)
-    points = {s: [(r["step"], float(r[s])) for r in rows if s in r and "step" in r] for s in series}
-    values = [y for pts in points.values() for _, y in pts] or [0.0]
-    steps = [x for pts in points.values() for x, _ in pts] or [0]
-    y_lo, y_hi = min(values), max(values)
-    y_hi = y_hi if y_hi > y_lo else y_lo + 1.0
-    x_lo, x_hi = min(steps), max(steps)
-    x_hi = x_hi if x_hi > x_lo else x_lo + 1
-
-    def to_px(x: float, y: float) -> tuple[float, float]:
-        return (left + (x - x_lo) / (x_hi - x_lo) * (width - left - right),
-                height - bottom - (y - y_lo) / (y_hi - y_lo) * (height - top - bottom))
-
-    draw.rectangle((left, top, width - right, height - bottom), outline="black")
-    draw.text((2, top), f"{y_hi:.3g}", fill="black")
-    draw.text((2, height - bottom - 10), f"{y_lo:.3g}", fill="black")
-    draw.text((left, height - bottom + 4), f"step {x_lo}", fill="black")
-    draw.text((width - right - 60, height - bottom + 4), f"step {x_hi}", fill="black")
-    colours = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
-    for i, (name, pts) in enumerate(points.items()):
-        colour = colours[i % len(colours)]
-        if len(pts) > 1:
-            draw.line([to_px(x, y) for x, y in pts], fill=colour, width=2)
-        for x, y in pts:
-            px, py = to_px(x, y)
-            draw.ellipse((px - 2, py - 2, px + 2, py + 2), fill=colour)
-        draw.text((left + 8, top + 4 + 12 * i), name, fill=colour)
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def curation_counts(report: dict[str, Any]) -> list[dict[str, Any]]:
     """report.json -> one row per count: rows in, what remained after each step, every filter, quarantine and
     decontamination reason, and the pool sizes."""
     rows = [{"kind": "rows in", "name": "", "count": report.get("rows_in")}]
     rows += [{"kind": "after step", "name": s.get("step"), "count": s.get("remaining")} for s in report.get("steps", [])]
     for kind, field in (("filtered", "filtered"), ("quarantined", "quarantined"), ("decontaminated", "decontamination"),
-                        ("pool", "pools")):
+                        ("caption from", "captions"), ("pool", "pools")):
         rows += [{"kind": kind, "name": name, "count": count} for name, count in (report.get(field) or {}).items()]
     return rows
 
@@ -165,7 +128,8 @@ def _phase(stage: str, read: Reader, metrics: dict[str, Any]) -> None:
     if not rows:
         return
     create_table_artifact(key=f"{stage}-curve", table=rows, description=f"{stage}: training curve (TRL log history)")
-    png = line_chart_png(rows, tuple(s for s in ("reward", "rewards/accuracy/mean", "rewards/format/mean") if s in rows[0]))
+    png = read(CURVES_FILE) or line_chart_png(
+        rows, tuple(s for s in ("reward", "rewards/accuracy/mean", "rewards/format/mean") if s in rows[0]))
     create_markdown_artifact(
         key=f"{stage}-plot", description=f"{stage}: reward curve",
         markdown=f"![{stage} reward curve](data:image/png;base64,{base64.b64encode(png).decode()})",
@@ -180,10 +144,25 @@ def _evaluate(stage: str, read: Reader, metrics: dict[str, Any]) -> None:
         if protocols:
             create_markdown_artifact(key=f"{stage}-protocol", description="Evaluation protocol per set",
                                      markdown="```json\n" + json.dumps(protocols, indent=2) + "\n```")
-    if rows := table_rows(_read_json(read, "curriculum.json")):
+    curriculum = _read_json(read, "curriculum.json")
+    if rows := table_rows(curriculum):
         create_table_artifact(key=f"{stage}-curriculum", table=rows, description="Scores after each phase")
+    if (png := read("learning.png")) is not None:
+        table = markdown_table(curriculum) if isinstance(curriculum, dict) else ""
+        create_markdown_artifact(
+            key=f"{stage}-learning", description="What each phase taught: curves and held-out accuracy",
+            markdown=f"![learning curves](data:image/png;base64,{base64.b64encode(png).decode()})\n\n{LEGEND}\n\n{table}",
+        )
     if (report := _read_text(read, "report.md")) is not None:
         create_markdown_artifact(key=f"{stage}-report", markdown=report, description="Evaluation report")
+
+
+def _base(stage: str, read: Reader, metrics: dict[str, Any]) -> None:
+    checks = [json.loads(line) for line in (_read_text(read, WARMUP_LOG) or "").splitlines() if line.strip()]
+    rows = [{"step": c["step"], **{f"dev_accuracy.{t}": a for t, a in c["dev_accuracy"].items()}}
+            for c in checks if c.get("stage") == "warmup"]
+    if rows:
+        create_table_artifact(key=f"{stage}-warmup", table=rows, description="Warm-up: dev accuracy per task at each check")
 
 
 def _publish(stage: str, read: Reader, metrics: dict[str, Any]) -> None:
@@ -195,7 +174,7 @@ def _publish(stage: str, read: Reader, metrics: dict[str, Any]) -> None:
 
 
 RENDERERS: dict[str, Callable[[str, Reader, dict[str, Any]], None]] = {
-    "curate": _curate, "phase1": _phase, "phase2": _phase, "phase3": _phase, "evaluate": _evaluate, "publish": _publish,
+    "base": _base, "curate": _curate, "phase1": _phase, "phase2": _phase, "phase3": _phase, "evaluate": _evaluate, "publish": _publish,
 }
 
 
@@ -215,15 +194,30 @@ def training_step(line: str) -> bool:
 _LOG_DICT = re.compile(r"^\{'[^']+': [^{}]*'reward': [^{}]*\}$")
 
 
+_LOGGED = re.compile(r"'(reward|rewards/accuracy/mean)': '?(-?[0-9.]+(?:e[-+]?[0-9]+)?)'?")
+
+
+def progress_bar(stage: str, done: int, total: int, line: str = "", width: int = 30) -> str:
+    """One text line: how far a phase is, and the step's reward and (sampled) accuracy when the line logs them."""
+    filled = round(width * min(done, total) / max(total, 1))
+    values = dict(_LOGGED.findall(line))
+    shown = "".join(f", {name} {float(values[key]):.3f}" for key, name in
+                    (("reward", "reward"), ("rewards/accuracy/mean", "accuracy")) if key in values)
+    return f"{stage} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} steps{shown}"
+
+
 class TrainingProgress:
-    """A progress artifact advanced by each logged step of a training phase."""
+    """A progress artifact advanced by each logged step of a training phase, and the same progress as a text bar."""
 
     def __init__(self, stage: str, total_steps: int):
-        self.total, self.done = max(total_steps, 1), 0
+        self.stage, self.total, self.done = stage, max(total_steps, 1), 0
         self.artifact_id: UUID = create_progress_artifact(
             progress=0.0, key=f"{stage}-progress", description=f"{stage}: training steps done (%)")
 
-    def on_line(self, line: str) -> None:
-        if training_step(line):
-            self.done += 1
-            update_progress_artifact(self.artifact_id, progress=min(100.0, 100.0 * self.done / self.total))
+    def on_line(self, line: str) -> str | None:
+        """The progress bar's new text when `line` logs a training step, else None."""
+        if not training_step(line):
+            return None
+        self.done += 1
+        update_progress_artifact(self.artifact_id, progress=min(100.0, 100.0 * self.done / self.total))
+        return progress_bar(self.stage, self.done, self.total, line)

@@ -23,6 +23,7 @@ from infimmr.tasks.secrets import hub_token
 from infimmr.tasks.results import result_storage
 
 TAGS = {
+    "base": ["infimmr", "gpu-optional"],
     COLLECT: ["infimmr"],
     SHARD: ["infimmr", "gpu-optional"],
     "curate": ["infimmr"],
@@ -80,8 +81,8 @@ def execute_stage(plan: StagePlan, recipe: Recipe, upstream: dict[str, ArtifactR
 
             def on_line(line: str) -> None:  # the child's output goes to this task's log, as it happens
                 logger.info(line)
-                if progress:
-                    progress.on_line(line)
+                if progress and (bar := progress.on_line(line)):
+                    logger.info(bar)
 
             with hub_token(recipe.publish) if stage == "publish" else nullcontext():
                 manifest = run_stage_process(plan, recipe, upstream, on_line=on_line)

@@ -79,6 +79,8 @@ def test_comment_and_docstring_edits_in_any_module_change_no_key(tmp_path):
         # The smoke recipe generates synthetic sources and eval sets, and reads benchmark fixtures.
         ("data/synthetic", {"curate-collect", "curate", "evaluate"}),
         ("evaluation/fixtures", {"evaluate"}),
+        # The demo's digit sums: smoke generates none of them.
+        ("data/digit_sums", set()),
     ],
 )
 def test_builders_of_test_data_shape_only_the_recipes_that_use_them(tmp_path, module, smoke_stages):
@@ -138,7 +140,7 @@ def test_keys_and_progress_lines_are_computed_safely_while_another_thread_parses
 
     recipe = load_recipe("smoke")
     digests = {"curate": "a" * 64, "phase1": "b" * 64, "phase2": "c" * 64, "phase3": "d" * 64, "evaluate": "e" * 64,
-               "shard": "f" * 64}
+               "shard": "f" * 64, "base": "0" * 64}
     stop, errors = threading.Event(), []
     thresholds = gc.get_threshold()
     gc.set_threshold(50, 1, 1)

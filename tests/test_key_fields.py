@@ -23,20 +23,23 @@ from infimmr_core.stages import COLLECT, SHARD, SPECS, stage_key
 from test_keys import ROOT
 
 DIGESTS = {"curate": "a" * 64, "phase1": "b" * 64, "phase2": "c" * 64, "phase3": "d" * 64, "evaluate": "e" * 64,
-           "shard": "f" * 64}
+           "shard": "f" * 64, "base": "0" * 64}
 CURATION = {COLLECT, SHARD, "curate", "publish"}
 BAND = {"curate", "publish"}  # applied when the shards are merged
 ROLLOUTS = {SHARD, "curate", "publish"}  # captions and rollouts are the shard's work
-EVERY_MODEL_STAGE = {SHARD, "curate", "phase1", "phase2", "phase3", "evaluate", "publish"}
+EVERY_MODEL_STAGE = {"base", SHARD, "curate", "phase1", "phase2", "phase3", "evaluate", "publish"}
 NONE: set[str] = set()
 
 # Longest matching prefix wins; `N` stands for a phase number.
 EXPECTED: dict[str, set[str]] = {
     "name": {"publish"},
     "description": {"publish"},
-    # The base model is rolled out and captions in the shards (no captioner or policy of its own), is what the
-    # merge's key stands for, starts phase 1 and is evaluated; later phases start from the previous artifact.
-    "base_model": {SHARD, "curate", "phase1", "evaluate", "publish"},
+    # The base model is warmed up (base), rolled out and captions in the shards (no captioner or policy of its own),
+    # is what the merge's key stands for, starts phase 1 and is evaluated; later phases start from the previous
+    # artifact.
+    "base_model": {"base", SHARD, "curate", "phase1", "evaluate", "publish"},
+    # The warm-up shapes the base stage's artifact only: the stages that read it follow its digest.
+    "warmup": {"base", "publish"},
     "store": NONE,
     "runtime": NONE,
     "prompts": EVERY_MODEL_STAGE,
@@ -78,6 +81,7 @@ BASE_OVERRIDES = [
     "evaluation.judge={base_url: 'http://127.0.0.1:8000/v1', model: judge}",
     "phases.1.lora={}",
     "evaluation.reference_rows=[{label: paper, source: 'Table 1', scores: {math500: 50.0}}]",
+    "warmup={tasks: [{name: sums, source: {kind: canonical, path: data/worked.jsonl}}]}",
 ]
 
 

@@ -11,23 +11,27 @@ import pytest
 
 from infimmr_core.keys import code_closure
 from infimmr_core.recipes import load_recipe
-from infimmr_core.stages import STAGES, SPECS, downstream_of, key_inputs, stage_key
+from infimmr_core.stages import SPECS, downstream_of, key_inputs, pipeline_stages, stage_key
 
 ROOT = Path(__file__).resolve().parents[1]
-DIGESTS = {"curate": "a" * 64, "phase1": "b" * 64, "phase2": "c" * 64, "phase3": "d" * 64, "evaluate": "e" * 64}
+DIGESTS = {"curate": "a" * 64, "phase1": "b" * 64, "phase2": "c" * 64, "phase3": "d" * 64, "evaluate": "e" * 64,
+           "base": "0" * 64}
+STAGES = pipeline_stages(load_recipe("smoke"))  # the stages of the recipe these tests use (no warm-up: no base)
 
 KEYS_SCRIPT = """
 import json, sys
 from infimmr_core.recipes import load_recipe
-from infimmr_core.stages import SPECS, stage_key
+from infimmr_core.stages import SPECS, STAGES, pipeline_stages, stage_key
 digests, recipe_name, overrides = json.loads(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
 recipe = load_recipe(recipe_name, overrides)
-print(json.dumps({s: stage_key(s, recipe, {u: digests[u] for u in SPECS[s].upstream}) for s in SPECS}))
+stages = [s for s in SPECS if s not in STAGES or s in pipeline_stages(recipe)]
+print(json.dumps({s: stage_key(s, recipe, {u: digests[u] for u in SPECS[s].upstream}) for s in stages}))
 """
 
 
 def keys_in_subprocess(pythonpath: Path, recipe: str = "smoke", overrides: tuple[str, ...] = ()) -> dict[str, str]:
-    """Every stage's (and part's) key, computed in a fresh interpreter that imports infimmr_core from `pythonpath`."""
+    """Every stage's (and part's) key of the recipe, computed in a fresh interpreter that imports infimmr_core from
+    `pythonpath`."""
     env = {**os.environ, "PYTHONPATH": str(pythonpath), "PYTHONHASHSEED": "random"}
     digests = {**DIGESTS, "shard": "f" * 64}
     out = subprocess.run([sys.executable, "-c", KEYS_SCRIPT, json.dumps(digests), recipe, json.dumps(list(overrides))],
@@ -121,6 +125,7 @@ def test_helper_module_edit_changes_key(tmp_path):
 def test_downstream_closure():
     assert downstream_of(["phase2"]) == {"phase2", "phase3", "evaluate", "publish"}
     assert downstream_of(["curate"]) == set(STAGES)
+    assert downstream_of(["base"]) == {"base", *STAGES}  # the warm-up's output is the base model of every stage
     assert downstream_of([]) == set()
 
 

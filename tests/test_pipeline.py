@@ -9,7 +9,10 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
-from infimmr_core.stages import STAGES
+from infimmr_core.recipes import load_recipe
+from infimmr_core.stages import pipeline_stages
+
+STAGES = pipeline_stages(load_recipe("smoke"))  # smoke warms nothing up: no base stage
 
 INFIMMR = [sys.executable, "-m", "infimmr.flows.cli"]
 

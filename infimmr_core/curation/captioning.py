@@ -47,6 +47,12 @@ def image_type(sample: Sample) -> ImageType:
     return "geometry" if colours <= _DRAWING_MAX_COLOURS else "natural"
 
 
+def needs_caption(sample: Sample) -> bool:
+    """An image sample whose source gave no caption: the captioner writes one. A caption the source carries (a column
+    users map like any other) is kept, and checked like a generated one."""
+    return bool(sample.images) and not (sample.caption or "").strip()
+
+
 def caption_prompt(sample: Sample, cfg: CaptioningConfig) -> str:
     return getattr(cfg.prompts, image_type(sample))
 
@@ -85,7 +91,8 @@ def caption_shards(
     seed: int,
     log: Callable[[str], None] = print,
 ) -> int:
-    """Caption the image samples of every shard not captioned yet; the captioner loads only if one needs it."""
+    """Caption the image samples without a caption of their own in every shard not captioned yet; the captioner loads
+    only if one needs it."""
     captioner: list[Generator] = []
     gen = cfg.generation
     sampling = SamplingSpec(n=1, temperature=gen.temperature, top_p=gen.top_p, max_new_tokens=gen.max_new_tokens, seed=seed)
@@ -100,4 +107,4 @@ def caption_shards(
         outputs = captioner[0].generate(requests, sampling)
         return {s.id: texts[0].strip() for s, texts in zip(samples, outputs)}
 
-    return resumable(shard_paths, state_dir, compute, select=lambda s: bool(s.images), log=log, step="captioning")
+    return resumable(shard_paths, state_dir, compute, select=needs_caption, log=log, step="captioning")

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from infimmr_core.config import GenerationConfig, ModelRef
 from infimmr_core.context import StageContext
-from infimmr_core.curation.captioning import caption_shards, check_caption
+from infimmr_core.curation.captioning import caption_shards, check_caption, needs_caption
 from infimmr_core.curation.difficulty import rollout_shards
 from infimmr_core.curation.ledger import Ledger, position
 from infimmr_core.curation.shards import results_of
@@ -24,39 +24,43 @@ from infimmr_core.data.adapters import json_safe
 from infimmr_core.data.pool_io import read_pool, write_pool
 from infimmr_core.data.sources import Quarantined
 from infimmr_core.inference import Generator, make_generator
-from infimmr_core.models import resolve_model
+from infimmr_core.base_model import model_or_base
 
 SAMPLES_FILE = "samples.parquet"
 Opener = Callable[[], Generator]
 
 
-def opener(ctx: StageContext, model: ModelRef, gen: GenerationConfig) -> Opener:
-    """Load the model only when a shard needs it (a resumed shard with everything done never does)."""
+def opener(ctx: StageContext, model: ModelRef | None, gen: GenerationConfig) -> Opener:
+    """Load the model (None = the base model) only when a shard needs it (a resumed shard with everything done never
+    does)."""
 
     def open_generator() -> Generator:
-        model_dir = resolve_model(model.name_or_path, model.revision, ctx.cache_dir / "models", seed=model.seed)
+        model_dir = model_or_base(ctx, model)
         return make_generator(gen.backend, model_dir, device=ctx.device, batch_size=gen.batch_size, max_pixels=gen.max_pixels)
 
     return open_generator
 
 
 def caption(ctx: StageContext, ledger: Ledger, shard: Path, open_captioner: Opener | None = None) -> Path:
-    """Caption the shard's image samples and quarantine those whose caption fails a check; returns the kept
-    samples, captioned, as a Parquet file."""
+    """Caption the shard's image samples that have no caption of their own and quarantine those whose caption (their
+    own or generated) fails a check; each records where its caption came from (`metadata.caption_source`: source or
+    captioner). Returns the kept samples, captioned, as a Parquet file."""
     cfg, recipe = ctx.recipe.curation.captioning, ctx.recipe
     state = ctx.work_dir / "captions"
-    open_captioner = open_captioner or opener(ctx, cfg.model or recipe.base_model, cfg.generation)
+    open_captioner = open_captioner or opener(ctx, cfg.model, cfg.generation)
     caption_shards([shard], state, cfg, open_captioner, seed=recipe.curation.seed, log=ctx.log)
     captions = results_of(state, shard)
     kept = []
     for sample in read_pool(shard):
         if sample.images:
-            text = captions[sample.id]
+            origin = "captioner" if needs_caption(sample) else "source"
+            text = captions[sample.id] if origin == "captioner" else sample.caption
             if reason := check_caption(text, sample, cfg):
                 row = {**json_safe(sample.model_dump(exclude={"images"})), "caption": text}
                 ledger.quarantine(Quarantined(sample.source, position(sample), reason, row), step="captioning")
                 continue
-            sample = sample.model_copy(update={"caption": text})
+            ledger.captions[origin] += 1
+            sample = sample.model_copy(update={"caption": text, "metadata": {**sample.metadata, "caption_source": origin}})
         kept.append(sample)
     ledger.step("captioning", len(kept))
     captioned = ctx.work_dir / "captioned" / shard.name
@@ -68,7 +72,7 @@ def measure_pass_rates(ctx: StageContext, shard: Path, out: Path, open_policy: O
     """k rollouts per sample of the policy, scored by the training reward; each sample's pass_rate is set."""
     cfg, recipe = ctx.recipe.curation.difficulty, ctx.recipe
     state = ctx.work_dir / "pass_rates"
-    open_policy = open_policy or opener(ctx, cfg.policy or recipe.base_model, cfg.generation)
+    open_policy = open_policy or opener(ctx, cfg.policy, cfg.generation)
     rollout_shards([shard], state, cfg, open_policy, recipe.prompts, recipe.rewards, seed=recipe.curation.seed, log=ctx.log)
     rates = results_of(state, shard)
     write_pool([s.model_copy(update={"pass_rate": rates[s.id]}) for s in read_pool(shard)], out)

@@ -37,6 +37,7 @@ class Ledger:
         self.filtered: Counter[str] = Counter()
         self.quarantined: Counter[str] = Counter()
         self.contaminated_by: Counter[str] = Counter()
+        self.captions: Counter[str] = Counter()  # kept captions by origin: "source" (the dataset's) or "captioner"
         self.steps: list[dict[str, Any]] = []
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
@@ -66,7 +67,7 @@ class Ledger:
         """Close the record files and write the counts (and `extra`) beside them: what a part of the stage stores."""
         self.close()
         counts = {"rows_in": self.rows_in, "filtered": self.filtered, "quarantined": self.quarantined,
-                  "contaminated_by": self.contaminated_by, "steps": self.steps, **extra}
+                  "contaminated_by": self.contaminated_by, "captions": self.captions, "steps": self.steps, **extra}
         (self.folder / COUNTS_FILE).write_text(json.dumps(counts, indent=2, sort_keys=True))
 
     def absorb(self, files: dict[str, Path]) -> dict[str, Any]:
@@ -77,6 +78,7 @@ class Ledger:
         self.filtered.update(counts["filtered"])
         self.quarantined.update(counts["quarantined"])
         self.contaminated_by.update(counts["contaminated_by"])
+        self.captions.update(counts.get("captions", {}))
         for name, sink in ((QUARANTINE_FILE, self._quarantine), (DECONTAMINATION_FILE, self._decontamination)):
             with files[name].open() as records:
                 shutil.copyfileobj(records, sink)
@@ -94,6 +96,7 @@ class Ledger:
             "quarantined": dict(sorted(self.quarantined.items())),
             "steps": self.steps,
             "decontamination": dict(sorted(self.contaminated_by.items())),
+            "captions": dict(sorted(self.captions.items())),
             "pools": pools,
             "pass_rate_bins": [round(i / BINS, 2) for i in range(BINS + 1)],
             "pass_rate_histogram": histogram(rates),

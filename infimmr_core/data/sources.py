@@ -15,7 +15,7 @@ from typing import Any, Iterator
 from pydantic import ValidationError
 
 from infimmr_core.config import EvalSetConfig, RowLimits, SourceConfig
-from infimmr_core.data import synthetic
+from infimmr_core.data import digit_sums, synthetic
 from infimmr_core.data.adapters import ADAPTERS, RowRejected, apply_mapping
 from infimmr_core.data.checks import check_fields, preview
 from infimmr_core.data.image_refs import ImageRejected, check_image, image_bytes
@@ -51,8 +51,19 @@ def load_source(
         yield from synthetic.text_problems(cfg.count, cfg.seed)
     elif cfg.kind == "synthetic_image":
         yield from synthetic.image_problems(cfg.count, cfg.seed)
+    elif cfg.kind == "synthetic_sum_text":
+        yield from digit_sums.text_problems(cfg.count, cfg.seed, _synthetic_split(cfg))
+    elif cfg.kind == "synthetic_sum_image":
+        yield from digit_sums.image_problems(cfg.count, cfg.seed, _synthetic_split(cfg))
     else:
         yield from _from_rows(cfg, max_decode_pixels, limits or RowLimits())
+
+
+def _synthetic_split(cfg: SourceConfig | EvalSetConfig) -> str:
+    # An evaluation set draws held-out items unless told otherwise; a curation source draws training items.
+    if cfg.split is not None:
+        return cfg.split
+    return digit_sums.HELDOUT_SPLIT if isinstance(cfg, EvalSetConfig) else "train"
 
 
 def _from_rows(

@@ -237,11 +237,16 @@ def benchmark_rows(cfg: EvalSetConfig) -> list[tuple[str | None, Row]]:
 
 def _sample_item(sample: Sample, eval_set: EvalSetConfig) -> EvalItem:
     # Canonical samples (synthetic sets, held-out jsonl) keep the training prompt: options listed the same way.
+    caption = None
+    if eval_set.input == "image_caption":
+        if not sample.images or not (sample.caption or "").strip():
+            raise ValueError(f"eval set {eval_set.name!r} (input image_caption): row {sample.id!r} needs an image and a caption")
+        caption = sample.caption
     return EvalItem(
         id=sample.id, question=with_choices(sample.problem, sample.choices), gold=sample.answer,
         images=tuple(sample.images), multiple_choice=sample.answer_type == "multiple_choice",
         choices=tuple(sample.choices), group=eval_set.input, answer_type=sample.answer_type,
-        judge_question=with_choices(sample.problem, sample.choices),
+        judge_question=with_choices(sample.problem, sample.choices), caption=caption,
     )
 
 

@@ -9,18 +9,22 @@ from typing import Callable
 
 from infimmr_core.atomic import read_json_or_none, write_json_atomic
 from infimmr_core.data.images import decode_image
-from infimmr_core.data.prompts import build_messages
+from infimmr_core.data.prompts import DEFAULT_CAPTION_TEMPLATE, build_messages
 from infimmr_core.data.schema import Sample
 from infimmr_core.evaluation.items import EvalItem
 from infimmr_core.inference import GenerationRequest, Generator, SamplingSpec
 
 
-def request_for(item: EvalItem, system_prompt: str, question_template: str) -> GenerationRequest:
-    """The same chat layout as training (system prompt, image placeholders, then the text) for one item."""
+def request_for(item: EvalItem, system_prompt: str, question_template: str,
+                caption_template: str = DEFAULT_CAPTION_TEMPLATE) -> GenerationRequest:
+    """The same chat layout as training (system prompt, image placeholders, then the text; the caption too where the
+    item has one, as phase 2 shows it) for one item."""
     text = question_template.format(question=item.question)
     # Options are already in the item's question (each benchmark lists them its own way): none are appended here.
-    sample = Sample(id=item.id, source="evaluation", problem=text, answer=item.gold, images=list(item.images))
-    messages = build_messages(sample, "image" if item.images else "text", system_prompt=system_prompt)
+    sample = Sample(id=item.id, source="evaluation", problem=text, answer=item.gold, images=list(item.images),
+                    caption=item.caption)
+    phase_input = ("image_caption" if item.caption else "image") if item.images else "text"
+    messages = build_messages(sample, phase_input, system_prompt=system_prompt, caption_template=caption_template)
     return GenerationRequest(messages=messages, images=[decode_image(b) for b in item.images])
 
 

@@ -20,4 +20,5 @@ class EvalItem:
     tolerances: tuple[float, ...] = ()  # OlympiadBench: absolute error allowed, per answer
     multiple_answers: bool = False  # OlympiadBench: the gold holds several comma-separated answers
     judge_question: str = ""  # the full question the judge sees (MathVerse: question_for_eval)
+    caption: str | None = None  # shown with the image in an image_caption set (as phase 2 shows it), else None
     extra: dict = field(default_factory=dict)  # JSON-safe details copied into predictions.jsonl for audit

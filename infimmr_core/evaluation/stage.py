@@ -15,13 +15,16 @@ from infimmr_core.context import StageContext
 from infimmr_core.evaluation.benchmarks import load_items
 from infimmr_core.evaluation.generation import generate_resumable, request_for
 from infimmr_core.evaluation.items import EvalItem
+from infimmr_core.evaluation.curriculum_view import own_sets
+from infimmr_core.evaluation.figure import learning_png
+from infimmr_core.evaluation.intervals import add_intervals, verdicts
 from infimmr_core.evaluation.judge import JudgeClient, judge
 from infimmr_core.evaluation.protocol import describe_set, protocol
 from infimmr_core.evaluation.report import aggregate, curriculum, markdown, scores_document, verdict_differences
 from infimmr_core.evaluation.scorers import SCORERS
 from infimmr_core.inference import Generator, SamplingSpec, make_generator
-from infimmr_core.layout import MODEL_DIR
-from infimmr_core.models import resolve_model
+from infimmr_core.base_model import model_dir
+from infimmr_core.layout import BASE_STAGE, METRICS_FILE, MODEL_DIR, WARMUP_LOG
 from infimmr_core.rewards import format_reward
 
 
@@ -41,7 +44,11 @@ def model_under_test(ctx: StageContext, label: str) -> tuple[Path, dict[str, Any
         return ctx.inputs[label] / MODEL_DIR, {
             "label": label, "name_or_path": f"{label} artifact", "revision": None, "digest": ctx.upstream_digests[label]}
     base = ctx.recipe.base_model
-    path = resolve_model(base.name_or_path, base.revision, ctx.cache_dir / "models", seed=base.seed)
+    if BASE_STAGE in ctx.inputs:  # the recipe warms its base model up: the base stage's artifact is the base model
+        return ctx.inputs[BASE_STAGE] / MODEL_DIR, {
+            "label": "base", "name_or_path": f"{base.name_or_path}, warmed up (base artifact)", "revision": None,
+            "digest": ctx.upstream_digests[BASE_STAGE]}
+    path = model_dir(base, ctx.cache_dir)
     # A Hub snapshot folder is named by its commit: that pins the weights. Anything else is hashed.
     snapshot = path.parent.name == "snapshots"
     return path, {"label": "base", "name_or_path": base.name_or_path, "revision": path.name if snapshot else base.revision,
@@ -57,7 +64,9 @@ def _generate_all(
     ids = [f"{name}/{item.id}" for name, items in loaded.items() for item in items]
     stream = [item for items in loaded.values() for item in items]
     completions = generate_resumable(
-        ids, stream, lambda item: request_for(item, recipe.prompts.system_prompt, ev.question_template), generator,
+        ids, stream,
+        lambda item: request_for(item, recipe.prompts.system_prompt, ev.question_template, recipe.prompts.caption_template),
+        generator,
         SamplingSpec(n=1, temperature=gen.temperature, top_p=gen.top_p, max_new_tokens=gen.max_new_tokens, seed=0),
         ctx.work_dir / "generations" / label, ev.shard_size, ctx.log,
     )
@@ -143,10 +152,14 @@ def run(ctx: StageContext) -> dict[str, Any]:
                     ctx, cfg, loaded[cfg.name], completions[cfg.name], model, client, predictions)
             loaded_generator.clear()
             gc.collect()  # release this model's weights before the next one loads
-    table = curriculum(sets, ev)
+    table = add_intervals(curriculum(sets, ev), verdicts(ctx.out_dir / "predictions.jsonl")) | {"own": own_sets(recipe)}
     (ctx.out_dir / "scores.json").write_text(json.dumps(scores_document(sets, list(ev.models)), indent=2))
     (ctx.out_dir / "curriculum.json").write_text(json.dumps(table, indent=2))
     (ctx.out_dir / "report.md").write_text(markdown(table, sets), encoding="utf-8")
+    phases = {label: (recipe.phases[int(label[-1])].input, ctx.inputs[label] / METRICS_FILE)
+              for label in ("phase1", "phase2", "phase3") if label in ctx.inputs}
+    warmup = ctx.inputs[BASE_STAGE] / WARMUP_LOG if BASE_STAGE in ctx.inputs else None
+    (ctx.out_dir / "learning.png").write_bytes(learning_png(table, phases, warmup))
     final = ev.models[-1]
     return {
         name: {"n": entry["results"][final]["official"]["n"], "accuracy": entry["results"][final]["official"]["accuracy"],

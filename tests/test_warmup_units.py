@@ -1,0 +1,70 @@
+"""The warm-up's pure parts: what it teaches (worked answers the rewards accept), how a step's examples are shared
+between tasks, and when it stops."""
+
+from __future__ import annotations
+
+import pytest
+
+from infimmr_core.config import PromptConfig
+from infimmr_core.data.schema import Sample
+from infimmr_core.rewards import accuracy_reward, format_reward
+from infimmr_core.warmup.schedule import all_reached, shares, weights
+from infimmr_core.warmup.targets import WarmupDataError, training_chat, worked_answer
+
+
+@pytest.mark.parametrize(
+    ("answer_format", "expected"),
+    [
+        ("answer_tag_boxed", "<think> 3 + 5 = 8 </think> <answer>\\boxed{8}</answer>"),
+        ("answer_tag", "<think> 3 + 5 = 8 </think> <answer>8</answer>"),
+        ("boxed", "<think> 3 + 5 = 8 </think> \\boxed{8}"),
+    ],
+)
+def test_worked_answers_are_what_the_rewards_pay_for(answer_format, expected):
+    text = worked_answer("3 + 5 = 8", "8", answer_format)
+    assert text == expected
+    assert format_reward(text, answer_format=answer_format) == 1.0
+    assert accuracy_reward(text, "8", "numeric", answer_format=answer_format)[0] == 1.0
+
+
+def test_a_training_chat_is_the_phase_prompt_then_the_worked_answer():
+    sample = Sample(id="s", source="t", problem="What is 3 + 5?", answer="8", metadata={"solution": "3 + 5 = 8"})
+    chat = training_chat(sample, "text", PromptConfig(system_prompt="Think."), "answer_tag_boxed")
+    assert [m["role"] for m in chat] == ["system", "user", "assistant"]
+    assert chat[1]["content"] == [{"type": "text", "text": "What is 3 + 5?"}]
+    assert chat[2]["content"][0]["text"].startswith("<think> 3 + 5 = 8 </think>")
+
+
+def test_a_sample_without_a_worked_solution_is_named():
+    sample = Sample(id="no-solution", source="mine", problem="What is 3 + 5?", answer="8")
+    with pytest.raises(WarmupDataError, match="no-solution.*metadata.solution"):
+        training_chat(sample, "text", PromptConfig(), "answer_tag_boxed")
+
+
+@pytest.mark.parametrize(
+    ("task_weights", "batch", "step", "expected"),
+    [
+        ({"a": 1.0, "b": 1.0, "c": 1.0}, 24, 0, {"a": 8, "b": 8, "c": 8}),
+        ({"a": 1.0, "b": 1.0}, 5, 0, {"a": 3, "b": 2}),  # the leftover example goes to the tasks in turn
+        ({"a": 1.0, "b": 1.0}, 5, 1, {"a": 2, "b": 3}),
+        ({"a": 1.0, "b": 0.25, "c": 1.0}, 21, 0, {"a": 9, "b": 3, "c": 9}),  # a resting task keeps a small share
+        ({"a": 0.0, "b": 1.0}, 4, 0, {"a": 1, "b": 3}),  # never nothing: every task is rehearsed
+        ({}, 8, 0, {}),
+    ],
+)
+def test_shares_split_every_step_by_weight(task_weights, batch, step, expected):
+    got = shares(task_weights, batch, step)
+    assert got == expected and (not got or sum(got.values()) == max(batch, len(got)))
+
+
+@pytest.mark.parametrize(
+    ("accuracy", "expected_weights", "done"),
+    [
+        ({"a": 0.1, "b": 0.2}, {"a": 1.0, "b": 1.0}, False),
+        ({"a": 0.5, "b": 0.2}, {"a": 0.25, "b": 1.0}, False),
+        ({"a": 0.45, "b": 0.9}, {"a": 0.25, "b": 0.25}, True),  # the target itself counts as reached
+    ],
+)
+def test_tasks_rest_once_they_reach_the_target_and_the_warmup_ends_when_all_have(accuracy, expected_weights, done):
+    assert weights(accuracy, 0.45, 0.25) == expected_weights
+    assert all_reached(accuracy, 0.45) is done
