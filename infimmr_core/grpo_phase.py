@@ -23,10 +23,11 @@ from infimmr_core.data.images import decode_image
 from infimmr_core.data.pool_io import read_pool
 from infimmr_core.data.prompts import build_messages
 from infimmr_core.data.schema import Sample
-from infimmr_core.layout import METRICS_FILE, MODEL_DIR
+from infimmr_core.layout import METRICS_FILE, MODEL_DIR, TIMINGS_FILE
 from infimmr_core.models import load_model, load_processor
 from infimmr_core.resume import exact_resume
 from infimmr_core.rewards import RewardPool, ScoreItem, format_reward
+from infimmr_core.run_record import split_history
 from infimmr_core.step_timing import PARTS, timed
 from infimmr_core.store import store_from_config
 from infimmr_core.weights import weights_digest
@@ -47,6 +48,8 @@ class PhaseRun(BaseModel):
     device: str
     resume_from: Path | None = None
     summary_path: Path
+    # Rank 0 writes the run record here: what differs between two computations of one key (timings, TensorBoard).
+    record_dir: Path | None = None
 
     @property
     def cfg(self) -> PhaseConfig:
@@ -279,6 +282,9 @@ def _save_final(trainer, processor, run: PhaseRun) -> None:
     else:
         trainer.save_model(str(model_out))  # all ranks: ZeRO-3 / FSDP gather the full weights here
     if trainer.accelerator.is_main_process:
+        # Trainer.save_model pickles its arguments (host paths, endpoints, operational settings) beside the weights:
+        # loading a pickle runs code, and it would make the same key's content differ per machine.
+        (model_out / "training_args.bin").unlink(missing_ok=True)
         processor.save_pretrained(str(model_out))
         if (run.init_dir / "generation_config.json").exists() and not (model_out / "generation_config.json").exists():
             shutil.copy2(run.init_dir / "generation_config.json", model_out / "generation_config.json")
@@ -291,7 +297,9 @@ def train(run: PhaseRun) -> dict[str, Any]:
     if _rank_zero():
         store = store_from_config(run.recipe.store)
         sync = CheckpointSync(store, run.stage, run.key, run.trainer_dir.parent / "sync", cfg.keep_last_checkpoints)
-        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run.out_dir / "tensorboard"))
+        # Event files hold the host name and wall times: they belong to the run record, not the artifact.
+        record = run.record_dir or run.trainer_dir.parent / "record"
+        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(record / "tensorboard"))
     started = time.perf_counter()
     with reward_pool(run.recipe.rewards) as pool:
         try:
@@ -307,9 +315,11 @@ def train(run: PhaseRun) -> dict[str, Any]:
     if not _rank_zero():
         return {}
     history = trainer.state.log_history
-    with (run.out_dir / METRICS_FILE).open("w") as fh:
-        for entry in history:
-            fh.write(json.dumps(entry) + "\n")
+    content, timings = split_history(history)
+    (run.out_dir / METRICS_FILE).write_text("".join(json.dumps(entry) + "\n" for entry in content))
+    if run.record_dir is not None:
+        run.record_dir.mkdir(parents=True, exist_ok=True)
+        (run.record_dir / TIMINGS_FILE).write_text("".join(json.dumps(entry) + "\n" for entry in timings))
     summary = summarise(history) | {
         "phase": run.number, "input": cfg.input, "prompts": n_rows,
         "processes": trainer.accelerator.num_processes,

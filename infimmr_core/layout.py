@@ -8,6 +8,10 @@ BASE_STAGE = "base"  # the warm-up stage: its artifact's MODEL_DIR is the recipe
 WARMUP_LOG = "warmup.jsonl"  # the base stage's curve: one line per vision pre-warm log and per dev check
 METRICS_FILE = "metrics.jsonl"  # a phase artifact's training log (TRL's log history, one line per entry)
 CURVES_FILE = "curves.png"  # a phase artifact's reward and accuracy curves
+# A phase's run record, the artifact `<phase><RUN_RECORD_SUFFIX>/<phase key>` beside the phase's own: how this
+# computation of the key went (wall-clock figures, TensorBoard's events). No key reads it, so it may differ per run.
+RUN_RECORD_SUFFIX = "-run"
+TIMINGS_FILE = "timings.jsonl"  # the run record's wall-clock fields of each log entry, with its step
 
 SHARD_DIR = "shards"  # curate-collect's accepted samples, one Parquet file per shard
 SHARD_PREFIX = "shard-"  # shard-00000, shard-00001, ...: a shard's file stem, task-run name and merge input name

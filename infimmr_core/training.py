@@ -24,9 +24,10 @@ from infimmr_core.checkpoints import prune, restore_latest
 from infimmr_core.config import DistributedSettings
 from infimmr_core.context import StageContext
 from infimmr_core.grpo_phase import MODEL_DIR, PhaseRun, phase_rows, train
-from infimmr_core.layout import CURVES_FILE, METRICS_FILE
+from infimmr_core.layout import CURVES_FILE, METRICS_FILE, RUN_RECORD_SUFFIX
 from infimmr_core.plots import phase_panel, render
 from infimmr_core.base_model import base_model_dir
+from infimmr_core.store import StoreError
 
 __all__ = ["MODEL_DIR", "after_commit", "phase_rows", "run"]
 
@@ -104,15 +105,30 @@ def run(ctx: StageContext) -> dict[str, Any]:
         stage=ctx.stage, key=ctx.key, number=number, recipe=ctx.recipe,
         pool_path=ctx.inputs["curate"] / "pools" / f"{cfg.input}.parquet", init_dir=init_dir,
         out_dir=ctx.out_dir, trainer_dir=trainer_dir, device=ctx.device, resume_from=resume_from,
-        summary_path=ctx.work_dir / "summary.json",
+        summary_path=ctx.work_dir / "summary.json", record_dir=ctx.work_dir / "record",
     )
     ctx.log(f"phase {number} ({cfg.input}) from {init_dir}")
     summary = _launch(run_spec, ctx)
     log = [json.loads(line) for line in (ctx.out_dir / METRICS_FILE).read_text().splitlines() if line.strip()]
     if panel := phase_panel(f"{ctx.stage} ({cfg.input}): training", log):
         (ctx.out_dir / CURVES_FILE).write_bytes(render([panel], (480, 280)))
+    _store_record(ctx, run_spec.record_dir)
     ctx.log(f"phase {number} done: {summary}")
     return summary
+
+
+def _store_record(ctx: StageContext, record_dir: Path | None) -> None:
+    """The run record goes beside the phase artifact, at the same key under `<phase>-run`: the wall-clock figures and
+    TensorBoard events of this computation, which the artifact leaves out so that its digest is the key's alone."""
+    if ctx.store is None or record_dir is None or not record_dir.is_dir():
+        return
+    stage = f"{ctx.stage}{RUN_RECORD_SUFFIX}"
+    try:
+        ctx.store.put_dir(stage, ctx.key, record_dir, key_inputs={"record_of": ctx.stage, "key": ctx.key})
+    except StoreError as error:  # a record is worth no lost phase: the artifact still commits
+        ctx.log(f"the run record {stage}/{ctx.key} could not be stored: {error}")
+    else:
+        ctx.log(f"run record (timings, TensorBoard events): {ctx.store.artifact_uri(stage, ctx.key)}")
 
 
 def after_commit(ctx: StageContext) -> None:
