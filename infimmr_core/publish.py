@@ -15,9 +15,11 @@ from infimmr_core.config import Recipe
 from infimmr_core.context import StageContext
 from infimmr_core.hub import push_folder
 from infimmr_core.layout import MODEL_DIR
-from infimmr_core.recipes import recipe_yaml
+from infimmr_core.stages import SPECS
 
 HUB_DIR = "hub"
+# Pickled files (Trainer's training_args.bin, torch .pt/.pth/.bin) run code when loaded: never part of a Hub folder.
+PICKLED = ("*.bin", "*.pkl", "*.pickle", "*.pt", "*.pth")
 
 CITATIONS = """```bibtex
 @article{liu2025infimmr,
@@ -94,6 +96,13 @@ def _json_block(value: Any) -> list[str]:
     return ["```json", json.dumps(value, indent=2), "```"]
 
 
+def published_recipe(recipe: Recipe) -> str:
+    """The recipe as the publish key holds it: every field that shapes an artifact, none that says how or where it ran
+    (store URI and endpoint, cache paths, endpoints, timeouts), so the key covers the card and the card names no
+    internal location."""
+    return yaml.safe_dump(SPECS["publish"].config(recipe), sort_keys=False, allow_unicode=True, width=100)
+
+
 def model_card(recipe: Recipe, scores: dict[str, Any], curation_report: dict[str, Any],
                provenance: dict[str, str], curriculum: dict[str, Any] | None = None) -> str:
     base = recipe.base_model.name_or_path
@@ -118,9 +127,9 @@ def model_card(recipe: Recipe, scores: dict[str, Any], curation_report: dict[str
         *_json_block(curation_report),
         "",
         "## Recipe",
-        "The resolved recipe this model was trained with (every default spelled out):",
+        "The resolved recipe this model was trained with (every default spelled out; where and how it ran is left out):",
         "```yaml",
-        recipe_yaml(recipe).strip(),
+        published_recipe(recipe).strip(),
         "```",
         "",
         "Provenance: content digests of the pipeline artifacts this model and card were built from.",
@@ -147,7 +156,7 @@ def _push(ctx: StageContext, hub: Path, token: str) -> dict[str, Any]:
 def run(ctx: StageContext) -> dict[str, Any]:
     recipe = ctx.recipe
     hub = ctx.out_dir / HUB_DIR
-    shutil.copytree(ctx.inputs["phase3"] / MODEL_DIR, hub)
+    shutil.copytree(ctx.inputs["phase3"] / MODEL_DIR, hub, ignore=shutil.ignore_patterns(*PICKLED))
     scores = json.loads((ctx.inputs["evaluate"] / "scores.json").read_text())
     report = json.loads((ctx.inputs["curate"] / "report.json").read_text())
     curriculum_path = ctx.inputs["evaluate"] / "curriculum.json"

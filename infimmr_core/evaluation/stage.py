@@ -105,7 +105,8 @@ def _score_set(
         results["judge"] = aggregate(benchmark, groups, [j.correct for j in judged]) | {
             "format_rate": format_rate,
             "protocol": protocol(recipe, cfg, len(items), model, {
-                "kind": "judge", "model": ev.judge.model, "mode": scorer.judge_mode, "endpoint": ev.judge.base_url}),
+                # Not its endpoint: where the judge is served is operational (no key holds it), and it would be published.
+                "kind": "judge", "model": ev.judge.model, "mode": scorer.judge_mode}),
         }
     for index, (item, completion, both, fmt) in enumerate(zip(items, completions, scores, formats)):
         row = {
