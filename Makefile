@@ -1,4 +1,5 @@
-# Two commands for a newcomer: `make demo` (the pipeline on the smoke recipe) and `make test`.
+# Two commands for a newcomer: `make demo` (the pipeline on the demo recipe: a tiny model that visibly learns) and
+# `make test`.
 # Both create or reuse the virtual environment in .venv themselves.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -17,7 +18,7 @@ $(STAMP): pyproject.toml constraints/cpu.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/infimmr run --recipe smoke
+	$(BIN)/infimmr run --recipe demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" -q
