@@ -39,11 +39,14 @@ from urllib.parse import urlparse
 import boto3
 from boto3.exceptions import Boto3Error
 from boto3.s3.transfer import TransferConfig
+from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+from urllib3.exceptions import HTTPError as Urllib3Error
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from infimmr_core.atomic import fsync_dir, write_atomic
 from infimmr_core.config import StoreConfig
+from infimmr_core.s3_retry import BodyMismatch, RetriesExhausted, RetryBudget, RetryingClient, describe
 from infimmr_core.store_root import NotAStoreRoot, check_local_root, claim
 
 MANIFEST_NAME = "MANIFEST.json"
@@ -61,6 +64,16 @@ class ArtifactMissing(StoreError):
 
 class ArtifactCorrupt(StoreError):
     """The artifact's files do not match its manifest (or the manifest is unreadable)."""
+
+
+class StoreUnavailable(StoreError):
+    """An S3 operation kept failing transiently (resets, 5xx, SlowDown, truncated bodies) until its retry budget ran
+    out. Names the operation, the object and how hard the store tried."""
+
+    def __init__(self, operation: str, location: str, attempts: int, elapsed: float, last: BaseException):
+        super().__init__(f"{operation} ({location}) failed after {attempts} attempts over {elapsed:.1f}s: "
+                         f"{describe(last)}")
+        self.operation, self.location, self.attempts, self.elapsed = operation, location, attempts, elapsed
 
 
 class FileEntry(BaseModel):
@@ -392,15 +405,18 @@ def _default_cache_dir() -> Path:
     return Path(os.environ.get("INFIMMR_CACHE_DIR") or "~/.cache/infimmr").expanduser()
 
 
-def _make_s3_client(endpoint_url: str | None, region: str | None, profile: str | None) -> Any:
+def _make_s3_client(endpoint_url: str | None, region: str | None, profile: str | None, request_attempts: int = 3) -> Any:
     """An S3 client from boto3's standard configuration chain; explicit arguments override it.
 
     botocore addresses any custom endpoint (argument, AWS_ENDPOINT_URL[_S3] or a profile's
     endpoint_url) path-style unless the profile asks for 'virtual': what MinIO/R2/Ceph need.
+    botocore's own retries are set here, explicitly (standard mode, `request_attempts` per request), rather than
+    left to AWS_MAX_ATTEMPTS or a profile: the store's retry loop (s3_retry) multiplies them.
     """
+    retries = BotoConfig(retries={"mode": "standard", "total_max_attempts": request_attempts})
     try:
         session = boto3.session.Session(profile_name=profile, region_name=region)
-        return session.client("s3", endpoint_url=endpoint_url)
+        return session.client("s3", endpoint_url=endpoint_url, config=retries)
     except BotoCoreError as e:  # unknown profile, bad region or endpoint syntax
         raise StoreError(f"cannot configure the S3 client: {e}") from e
 
@@ -418,7 +434,11 @@ class S3Store(ArtifactStore):
 
     A download is always checked against the manifest (sizes + sha256) before it becomes
     visible in the cache, so `verify` only matters for the local store; a cache hit is
-    reused after a cheap size check.
+    handed back only when its files match the manifest's sha256 (download_cache: a file unchanged since it was
+    verified is not hashed again). The cache is bounded (`cache_max_bytes`, LRU over whole artifacts).
+
+    Every S3 call, the reading of its response body included, is retried under `retry` (s3_retry); what leaves the
+    store is a StoreError (StoreUnavailable once the budget is spent), never a botocore or urllib3 exception.
     """
 
     def __init__(
@@ -430,6 +450,8 @@ class S3Store(ArtifactStore):
         region: str | None = None,
         profile: str | None = None,
         cache_dir: str | Path | None = None,
+        retry: RetryBudget | None = None,
+        cache_max_bytes: int | None = None,
     ):
         if not bucket:
             raise StoreError("S3 store URI needs a bucket: s3://bucket[/prefix]")
@@ -438,10 +460,18 @@ class S3Store(ArtifactStore):
         _check_s3_location(bucket, self.prefix)
         self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else _default_cache_dir()
-        self._client_settings = {"endpoint_url": endpoint_url, "region": region, "profile": profile}
-        self._client = _make_s3_client(endpoint_url, region, profile)
-        self._transfer = TransferConfig(multipart_threshold=64 * _MiB, multipart_chunksize=64 * _MiB, max_concurrency=8)
+        self.retry = retry or RetryBudget()
+        self.cache_max_bytes = cache_max_bytes
+        self._client_settings = {"endpoint_url": endpoint_url, "region": region, "profile": profile,
+                                 "retry": self.retry, "cache_max_bytes": cache_max_bytes}
+        # Every API call through self._client is retried (s3_retry.RetryingClient); self._client.raw is boto3's.
+        self._client = RetryingClient(_make_s3_client(endpoint_url, region, profile, self.retry.request_attempts),
+                                      self.retry, _log)
+        # s3transfer retries a broken download stream itself: bounded like botocore's per-request retries.
+        self._transfer = TransferConfig(multipart_threshold=64 * _MiB, multipart_chunksize=64 * _MiB, max_concurrency=8,
+                                        num_download_attempts=self.retry.request_attempts)
         self._bucket_checked = False
+        self._cache_cleaned = False
 
     def __reduce__(self) -> tuple[Any, ...]:
         # boto3 clients do not pickle; rebuild from the same settings (e.g. in a Prefect worker
@@ -480,6 +510,18 @@ class S3Store(ArtifactStore):
             raise StoreError(f"{action} in {self.uri} (endpoint {self.endpoint_url}) failed: {e}") from e
         except (BotoCoreError, Boto3Error) as e:
             raise StoreError(f"{action} in {self.uri} (endpoint {self.endpoint_url}) failed: {e}") from e
+        except RetriesExhausted as e:
+            if isinstance(e.last, BodyMismatch):  # whole bodies, repeatedly not what the manifest says: damaged at rest
+                raise ArtifactCorrupt(f"{action} in {self.uri}: s3://{e.location}: {e.last} ({e.attempts} attempts)") from e
+            where = f"s3://{e.location} at {self.endpoint_url}, {e.operation}"
+            raise StoreUnavailable(f"{action} in {self.uri}", where, e.attempts, e.elapsed, e.last) from e
+        except (Urllib3Error, OSError) as e:  # a socket or local file error that no retry absorbed
+            raise StoreError(f"{action} in {self.uri} (endpoint {self.endpoint_url}) failed: {describe(e)}") from e
+
+    @property
+    def retries(self) -> int:
+        """Transient failures this store object has retried so far."""
+        return self._client.retries
 
     def _no_bucket_error(self) -> StoreError:
         return StoreError(f"S3 bucket {self.bucket!r} does not exist at endpoint {self.endpoint_url}; create it first")
@@ -501,17 +543,45 @@ class S3Store(ArtifactStore):
         self._bucket_checked = True
 
     def _get_object(self, key: str) -> bytes | None:
-        try:
-            return self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code", "") in _NOT_FOUND_CODES:
-                return None
-            raise
+        # The body is read inside the retried attempt (RetryingClient.get_object): a reset or short body is requested
+        # again. Its own _errors: read_file has no other, and raw botocore errors never leave the store.
+        with self._errors(f"reading s3://{self.bucket}/{key}"):
+            try:
+                return self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            except ClientError as e:
+                if e.response.get("Error", {}).get("Code", "") in _NOT_FOUND_CODES:
+                    return None
+                raise
 
     def _list(self, prefix: str) -> Iterator[str]:
-        for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                yield obj["Key"]
+        yield from self._client.list_all(self.bucket, prefix)  # a failed page restarts the listing
+
+    def _object_key(self, rel: str) -> str:
+        if not is_relative_inside(rel):
+            raise StoreError(f"invalid object path {rel[:80]!r} in {self.uri}")
+        return "/".join(p for p in (self.prefix, rel) if p)
+
+    def read_object(self, rel: str, max_bytes: int | None = None) -> bytes | None:
+        """The object at <prefix>/<rel> that is no artifact (a Prefect record), at most its first max_bytes, with the
+        store's retries; None when absent."""
+        key = self._object_key(rel)
+        ranged = {"Range": f"bytes=0-{max_bytes - 1}"} if max_bytes else {}
+        with self._errors(f"reading s3://{self.bucket}/{key}"):
+            try:
+                return self._client.get_object(Bucket=self.bucket, Key=key, **ranged)["Body"].read()
+            except ClientError as e:
+                code = e.response.get("Error", {}).get("Code", "")
+                if code in _NOT_FOUND_CODES:
+                    return None
+                if code == "InvalidRange":  # an empty object has no byte 0
+                    return b""
+                raise
+
+    def write_object(self, rel: str, data: bytes) -> None:
+        """Write the object at <prefix>/<rel> (see read_object), with the store's retries."""
+        key = self._object_key(rel)
+        with self._errors(f"writing s3://{self.bucket}/{key}"):
+            self._client.put_object(Bucket=self.bucket, Key=key, Body=data)
 
     def has(self, stage: str, key: str) -> bool:
         return self.manifest(stage, key) is not None  # a damaged manifest commits nothing (see _committed)
@@ -642,8 +712,9 @@ class S3Store(ArtifactStore):
             for entry in manifest.files:
                 path = dest / entry.path
                 path.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    self._client.download_file(self.bucket, base + entry.path, str(path), Config=self._transfer)
+                try:  # repeated until the bytes on disk have the manifest's size and sha256: never a short body
+                    self._client.download_verified(self.bucket, base + entry.path, str(path), entry.size, entry.sha256,
+                                                   Config=self._transfer)
                 except ClientError as e:
                     if e.response.get("Error", {}).get("Code", "") in _NOT_FOUND_CODES:
                         where = self._where(manifest.stage, manifest.key)
@@ -677,17 +748,21 @@ def open_store(
     region: str | None = None,
     profile: str | None = None,
     cache_dir: str | Path | None = None,
+    retry: RetryBudget | None = None,
+    cache_max_bytes: int | None = None,
 ) -> ArtifactStore:
     """Open the store at `uri`: file://..., a bare local path, or s3://bucket[/prefix].
 
     For s3://, boto3's standard configuration applies (AWS_ENDPOINT_URL[_S3], AWS_ACCESS_KEY_ID /
     AWS_SECRET_ACCESS_KEY, AWS_PROFILE, AWS_DEFAULT_REGION, ~/.aws/*); the explicit arguments
-    override it. cache_dir (default $INFIMMR_CACHE_DIR or ~/.cache/infimmr) holds downloads.
+    override it. cache_dir (default $INFIMMR_CACHE_DIR or ~/.cache/infimmr) holds downloads; `retry` and
+    `cache_max_bytes` (None: unbounded) apply to S3 only.
     """
     parsed = urlparse(uri)
     if parsed.scheme == "s3":
         return S3Store(
-            parsed.netloc, parsed.path, endpoint_url=endpoint_url, region=region, profile=profile, cache_dir=cache_dir
+            parsed.netloc, parsed.path, endpoint_url=endpoint_url, region=region, profile=profile, cache_dir=cache_dir,
+            retry=retry, cache_max_bytes=cache_max_bytes,
         )
     if parsed.scheme in ("file", ""):
         return LocalStore(_local_root(uri), cache_dir=cache_dir)
@@ -695,4 +770,6 @@ def open_store(
 
 
 def store_from_config(cfg: StoreConfig) -> ArtifactStore:
-    return open_store(cfg.uri, endpoint_url=cfg.endpoint_url, region=cfg.region, profile=cfg.profile, cache_dir=cfg.cache_dir)
+    retry = RetryBudget(attempts=cfg.retry_attempts, seconds=cfg.retry_seconds, request_attempts=cfg.request_attempts)
+    return open_store(cfg.uri, endpoint_url=cfg.endpoint_url, region=cfg.region, profile=cfg.profile, cache_dir=cfg.cache_dir,
+                      retry=retry, cache_max_bytes=cfg.cache_max_bytes)
