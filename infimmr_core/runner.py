@@ -50,6 +50,7 @@ def run_stage_process(
             "stage": stage,
             "key": plan.key,
             "key_inputs": plan.key_inputs,
+            "replace": plan.replace,
             "recipe": recipe.model_dump(mode="json", by_alias=True),
             "upstream": {name: ref.model_dump(mode="json") for name, ref in upstream.items()},
             "result_path": str(result_path),

@@ -18,6 +18,7 @@ local store's root is a directory that is (or becomes) a store, never a system d
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -44,7 +45,6 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 from urllib3.exceptions import HTTPError as Urllib3Error
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from infimmr_core import download_cache
 from infimmr_core.atomic import fsync_dir, write_atomic
 from infimmr_core.config import StoreConfig
 from infimmr_core.s3_retry import BodyMismatch, RetriesExhausted, RetryBudget, RetryingClient, describe
@@ -113,6 +113,25 @@ class Manifest(BaseModel):
     producer: dict[str, Any]
     key_inputs: dict[str, Any]
     metrics: dict[str, Any] = Field(default_factory=dict)
+    version: str = Field("", description="The folder inside the artifact's directory that holds its files; empty for "
+                         "the directory itself. A forced recompute commits its files beside the artifact it replaces, "
+                         "in a new version folder, so the old files stay whole until the new manifest is committed.")
+
+    @field_validator("version")
+    @classmethod
+    def _version_name(cls, version: str) -> str:
+        if version and not _VERSION.match(version):
+            raise ValueError(f"invalid artifact version {version[:80]!r}")
+        return version
+
+
+_VERSION = re.compile(r"^\.version-[0-9a-f]{32}$")  # hidden: never a stage's own file name in practice
+
+
+def _new_version() -> str:
+    return f".version-{uuid.uuid4().hex}"
+
+
 
 
 def content_digest(files: list[FileEntry]) -> str:
@@ -233,10 +252,20 @@ class ArtifactStore(ABC):
         """Sorted keys of `stage` that have a manifest (committed artifacts only)."""
 
     @abstractmethod
-    def _upload_files(self, stage: str, key: str, local_dir: Path, files: list[FileEntry]) -> None: ...
+    def _upload_files(self, stage: str, key: str, local_dir: Path, files: list[FileEntry], version: str = "") -> None: ...
 
     @abstractmethod
-    def _write_manifest(self, manifest: Manifest) -> None: ...
+    def _write_manifest(self, manifest: Manifest, *, exclusive: bool = False) -> bool:
+        """Commit the manifest; with `exclusive`, only if no manifest exists (atomically), else return False."""
+
+    @abstractmethod
+    def _remove_other_versions(self, stage: str, key: str, version: str) -> None:
+        """Delete every file of (stage, key) that is neither its manifest nor in folder `version`."""
+
+    @abstractmethod
+    def _remove_version(self, stage: str, key: str, version: str) -> None:
+        """Delete folder `version` of (stage, key) (an upload that failed), best effort."""
+
 
     @abstractmethod
     def _materialize(self, manifest: Manifest, *, verify: bool) -> Path: ...
@@ -250,10 +279,16 @@ class ArtifactStore(ABC):
         key_inputs: dict[str, Any],
         metrics: dict[str, Any] | None = None,
         producer: dict[str, Any] | None = None,
+        replace: bool = False,
     ) -> Manifest:
-        """Upload every file under local_dir, then commit the manifest; replaces any existing artifact.
+        """Upload every file under local_dir, then commit the manifest; returns the committed manifest.
 
-        `producer` entries are merged over the defaults (host, infimmr_version, created_at).
+        A committed artifact is never replaced in place: when (stage, key) already has one, that one is returned and
+        nothing is uploaded (two runs that computed the same key agree on one digest, and whatever cites it keeps
+        finding it). With `replace` (a forced recompute), the files go to a new version folder beside the old ones,
+        the manifest switches over once they are all there, and only then are the old files removed: a reader finds
+        the old artifact or the new one, whole. `producer` entries are merged over the defaults (host,
+        infimmr_version, created_at).
         """
         _check_name("stage", stage)
         _check_name("key", key)
@@ -270,11 +305,32 @@ class ArtifactStore(ABC):
             key_inputs=key_inputs,
             metrics=metrics or {},
         )
-        # Also clears debris of a crashed earlier attempt, which has files but no manifest.
+        existing = self.manifest(stage, key)
+        if existing is not None and not replace:
+            _log.info("%s is already committed (digest %s); kept, not replaced", self._where(stage, key), existing.digest)
+            return existing
+        if existing is not None:
+            manifest.version = _new_version()
+            try:
+                self._upload_files(stage, key, src, files, manifest.version)
+            except BaseException:
+                self._remove_version(stage, key, manifest.version)  # the old artifact stays, and stays alone
+                raise
+            self._write_manifest(manifest)
+            self._remove_other_versions(stage, key, manifest.version)
+            return manifest
+        # No manifest: whatever is there is debris of a crashed attempt, which nobody reads.
         self.delete(stage, key)
         self._upload_files(stage, key, src, files)
-        self._write_manifest(manifest)
-        return manifest
+        if self._write_manifest(manifest, exclusive=True):
+            return manifest
+        # Another producer committed this key while we uploaded (one that lost its lease: see infimmr_core.lease).
+        winner = self.manifest(stage, key)
+        if winner is None:
+            raise StoreError(f"{self._where(stage, key)}: another producer's manifest vanished while committing")
+        _log.warning("%s was committed by another run first (digest %s); kept, not replaced", self._where(stage, key),
+                     winner.digest)
+        return winner
 
     def get_dir(self, stage: str, key: str, *, verify: bool = True) -> Path:
         """A local directory holding the artifact's files (and its MANIFEST.json), checked against the manifest.
@@ -332,7 +388,8 @@ class LocalStore(ArtifactStore):
 
     def read_file(self, stage: str, key: str, path: str) -> bytes | None:
         _check_file_path(stage, key, path)
-        folder = self._dir(stage, key)
+        committed = self.manifest(stage, key)
+        folder = self._dir(stage, key) / (committed.version if committed else "")
         target = folder / path
         # A symlink in the store must not lead a reader out of it either.
         if not target.is_file() or not target.resolve().is_relative_to(folder.resolve()):
@@ -369,8 +426,8 @@ class LocalStore(ArtifactStore):
         claim(self.root)
         return super().put_dir(stage, key, local_dir, **kwargs)
 
-    def _upload_files(self, stage: str, key: str, local_dir: Path, files: list[FileEntry]) -> None:
-        target = self._dir(stage, key)
+    def _upload_files(self, stage: str, key: str, local_dir: Path, files: list[FileEntry], version: str = "") -> None:
+        target = self._dir(stage, key) / version
         folders = set()
         for entry in files:
             dst = target / entry.path
@@ -386,20 +443,108 @@ class LocalStore(ArtifactStore):
         for folder in folders:  # ... and so are their names
             fsync_dir(folder)
 
-    def _write_manifest(self, manifest: Manifest) -> None:
+    def _write_manifest(self, manifest: Manifest, *, exclusive: bool = False) -> bool:
         target = self._dir(manifest.stage, manifest.key)
         target.mkdir(parents=True, exist_ok=True)
-        _write_atomic(target / MANIFEST_NAME, manifest.model_dump_json(indent=2).encode())
+        data = manifest.model_dump_json(indent=2).encode()
+        if not exclusive:
+            _write_atomic(target / MANIFEST_NAME, data)
+            return True
+        return _link_exclusive(target / MANIFEST_NAME, data)
+
+    def _remove_other_versions(self, stage: str, key: str, version: str) -> None:
+        for entry in self._dir(stage, key).iterdir():
+            if entry.name in (MANIFEST_NAME, version):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+    def _remove_version(self, stage: str, key: str, version: str) -> None:
+        shutil.rmtree(self._dir(stage, key) / version, ignore_errors=True)
+
+    def _files_dir(self, manifest: Manifest) -> Path:
+        return self._dir(manifest.stage, manifest.key) / manifest.version
 
     def _materialize(self, manifest: Manifest, *, verify: bool) -> Path:
-        target = self._dir(manifest.stage, manifest.key)
+        target = self._files_dir(manifest)
         _verify_files(target, manifest, self._where(manifest.stage, manifest.key), hashes=verify)
         return target
 
     def _materialize_file(self, manifest: Manifest, entry: FileEntry) -> Path:
         one = manifest.model_copy(update={"files": [entry]})
-        _verify_files(self._dir(manifest.stage, manifest.key), one, self._where(manifest.stage, manifest.key), hashes=True)
-        return self._dir(manifest.stage, manifest.key) / entry.path
+        _verify_files(self._files_dir(manifest), one, self._where(manifest.stage, manifest.key), hashes=True)
+        return self._files_dir(manifest) / entry.path
+
+    # Leases (infimmr_core.lease): <root>/.leases/<stage>/<key>.json, outside every artifact ('.' starts no stage).
+    def _lease_path(self, stage: str, key: str) -> Path:
+        _check_name("stage", stage)
+        _check_name("key", key)
+        return self.root / LEASES / stage / f"{key}.json"
+
+    @contextmanager
+    def _lease_lock(self) -> Iterator[None]:
+        """Serialises compare-and-swap on lease records (held for a read and a rename, never while a stage runs)."""
+        path = self.root / LEASES / ".lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def lease_read(self, stage: str, key: str) -> tuple[bytes, str] | None:
+        try:
+            raw = self._lease_path(stage, key).read_bytes()
+        except FileNotFoundError:
+            return None
+        return raw, hashlib.sha256(raw).hexdigest()
+
+    def lease_create(self, stage: str, key: str, data: bytes) -> str | None:
+        claim(self.root)  # a root holding only a lease must still be recognised as a store
+        path = self._lease_path(stage, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return hashlib.sha256(data).hexdigest() if _link_exclusive(path, data) else None
+
+    def lease_swap(self, stage: str, key: str, data: bytes, token: str) -> str | None:
+        with self._lease_lock():
+            current = self.lease_read(stage, key)
+            if current is None or current[1] != token:
+                return None
+            _write_atomic(self._lease_path(stage, key), data)
+        return hashlib.sha256(data).hexdigest()
+
+    def lease_delete(self, stage: str, key: str, token: str) -> bool:
+        with self._lease_lock():
+            current = self.lease_read(stage, key)
+            if current is None or current[1] != token:
+                return False
+            self._lease_path(stage, key).unlink()
+        return True
+
+
+LEASES = ".leases"
+
+
+def _link_exclusive(path: Path, data: bytes) -> bool:
+    """Write `path` only if it does not exist, atomically: the whole file appears at once (a hard link of a complete,
+    fsynced temp file), or not at all when another writer was first."""
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+    try:
+        with tmp.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+    return True
 
 
 def _default_cache_dir() -> Path:
@@ -485,7 +630,14 @@ class S3Store(ArtifactStore):
 
     def read_file(self, stage: str, key: str, path: str) -> bytes | None:
         _check_file_path(stage, key, path)
-        return self._get_object(self._key_prefix(stage, key) + path)
+        committed = self.manifest(stage, key)
+        base = self._files_prefix(committed) if committed else self._key_prefix(stage, key)
+        return self._get_object(base + path)
+
+    def _files_prefix(self, manifest: Manifest) -> str:
+        base = self._key_prefix(manifest.stage, manifest.key)
+        return base + manifest.version + "/" if manifest.version else base
+
 
     def _key_prefix(self, stage: str, key: str) -> str:
         _check_name("stage", stage)
@@ -615,22 +767,93 @@ class S3Store(ArtifactStore):
             rels = [k[len(stage_prefix):] for k in self._list(stage_prefix)]
         return sorted(r.split("/")[0] for r in rels if r.count("/") == 1 and r.endswith("/" + MANIFEST_NAME))
 
-    def _upload_files(self, stage: str, key: str, local_dir: Path, files: list[FileEntry]) -> None:
-        base = self._key_prefix(stage, key)
+    def _upload_files(self, stage: str, key: str, local_dir: Path, files: list[FileEntry], version: str = "") -> None:
+        base = self._key_prefix(stage, key) + (version + "/" if version else "")
         with self._errors(f"uploading {stage}/{key}"):
             for entry in files:
                 source = str(local_dir / entry.path)
                 self._client.upload_file(source, self.bucket, base + entry.path, Config=self._transfer)
 
-    def _write_manifest(self, manifest: Manifest) -> None:
+    def _write_manifest(self, manifest: Manifest, *, exclusive: bool = False) -> bool:
         manifest_key = self._key_prefix(manifest.stage, manifest.key) + MANIFEST_NAME
+        # If-None-Match: '*' makes the PUT create-only (S3 and MinIO honour it); a 412 means another producer won.
+        condition = {"IfNoneMatch": "*"} if exclusive else {}
         with self._errors(f"committing {manifest.stage}/{manifest.key}"):
-            self._client.put_object(
-                Bucket=self.bucket,
-                Key=manifest_key,
-                Body=manifest.model_dump_json(indent=2).encode(),
-                ContentType="application/json",
-            )
+            try:
+                self._client.put_object(
+                    Bucket=self.bucket,
+                    Key=manifest_key,
+                    Body=manifest.model_dump_json(indent=2).encode(),
+                    ContentType="application/json",
+                    **condition,
+                )
+            except ClientError as e:
+                if _precondition_failed(e):
+                    return False
+                raise
+        return True
+
+    def _remove_other_versions(self, stage: str, key: str, version: str) -> None:
+        base = self._key_prefix(stage, key)
+        keep = (base + MANIFEST_NAME, base + version + "/")
+        with self._errors(f"removing the replaced files of {stage}/{key}"):
+            for obj_key in list(self._list(base)):
+                if obj_key != keep[0] and not obj_key.startswith(keep[1]):
+                    self._client.delete_object(Bucket=self.bucket, Key=obj_key)
+
+    def _remove_version(self, stage: str, key: str, version: str) -> None:
+        try:
+            for obj_key in list(self._list(self._key_prefix(stage, key) + version + "/")):
+                self._client.delete_object(Bucket=self.bucket, Key=obj_key)
+        except Exception as err:  # the failure being reported matters more; a later forced commit removes these
+            _log.warning("could not remove the failed upload %s of %s/%s: %s", version, stage, key, err)
+
+    # Leases (infimmr_core.lease): <prefix>/.leases/<stage>/<key>.json, outside every artifact; the version token is
+    # the ETag, and every change is a conditional request, so S3 itself decides who wins.
+    def _lease_key(self, stage: str, key: str) -> str:
+        _check_name("stage", stage)
+        _check_name("key", key)
+        return "/".join(p for p in (self.prefix, LEASES, stage, f"{key}.json") if p)
+
+    def lease_read(self, stage: str, key: str) -> tuple[bytes, str] | None:
+        self._ensure_bucket()
+        with self._errors(f"reading the lease of {stage}/{key}"):
+            try:
+                got = self._client.get_object(Bucket=self.bucket, Key=self._lease_key(stage, key))
+                return got["Body"].read(), got["ETag"]
+            except ClientError as e:
+                if e.response.get("Error", {}).get("Code", "") in _NOT_FOUND_CODES:
+                    return None
+                raise
+
+    def _lease_put(self, stage: str, key: str, data: bytes, condition: dict[str, str]) -> str | None:
+        self._ensure_bucket()
+        with self._errors(f"writing the lease of {stage}/{key}"):
+            try:
+                put = self._client.put_object(Bucket=self.bucket, Key=self._lease_key(stage, key), Body=data,
+                                              ContentType="application/json", **condition)
+            except ClientError as e:
+                if _precondition_failed(e) or e.response.get("Error", {}).get("Code", "") in _NOT_FOUND_CODES:
+                    return None
+                raise
+        return put["ETag"]
+
+    def lease_create(self, stage: str, key: str, data: bytes) -> str | None:
+        return self._lease_put(stage, key, data, {"IfNoneMatch": "*"})
+
+    def lease_swap(self, stage: str, key: str, data: bytes, token: str) -> str | None:
+        return self._lease_put(stage, key, data, {"IfMatch": token})
+
+    def lease_delete(self, stage: str, key: str, token: str) -> bool:
+        self._ensure_bucket()
+        with self._errors(f"releasing the lease of {stage}/{key}"):
+            try:
+                self._client.delete_object(Bucket=self.bucket, Key=self._lease_key(stage, key), IfMatch=token)
+            except ClientError as e:
+                if _precondition_failed(e) or e.response.get("Error", {}).get("Code", "") in _NOT_FOUND_CODES:
+                    return False
+                raise
+        return True
 
     def cache_path(self, stage: str, key: str) -> Path:
         """Where get_dir puts (stage, key): <cache_dir>/<bucket>/<prefix>/<stage>/<key>."""
@@ -642,37 +865,17 @@ class S3Store(ArtifactStore):
 
     def _materialize(self, manifest: Manifest, *, verify: bool) -> Path:
         target = self.cache_path(manifest.stage, manifest.key)
-        self._clean_cache_once(target)
         cached = self._cached_manifest(target)
         if cached is None or cached.digest != manifest.digest:
             self._download(manifest, target)
-            download_cache.remember(self.cache_dir, target, manifest.digest, manifest.files)
-            self._bound_cache(target)
         elif cached != manifest:  # same files, newer metadata (metrics, producer)
             _write_atomic(target / MANIFEST_NAME, manifest.model_dump_json(indent=2).encode())
-        _HANDED_OUT.add(target)
         return target
-
-    def _clean_cache_once(self, target: Path) -> None:
-        """Remove what killed downloads left in this store's part of the cache (temp dirs untouched for a day)."""
-        if self._cache_cleaned:
-            return
-        self._cache_cleaned = True
-        store_dir = target.parent.parent  # <cache_dir>/<bucket>/<prefix>: its children are the stages
-        stages = [p for p in store_dir.iterdir() if p.is_dir()] if store_dir.is_dir() else []
-        for path in download_cache.remove_stale(stages):
-            _log.info("removed %s, left behind by an interrupted download", path)
-
-    def _bound_cache(self, just_downloaded: Path) -> None:
-        if self.cache_max_bytes is not None:
-            download_cache.evict(self.cache_dir, self.cache_max_bytes, _HANDED_OUT | {just_downloaded})
 
     def _materialize_file(self, manifest: Manifest, entry: FileEntry) -> Path:
         # Single files live beside (never inside) the whole-artifact cache dir, whose MANIFEST.json marks it complete.
-        folder = self.cache_path(manifest.stage, manifest.key).with_name(f"{manifest.key}.files")
-        target = folder / entry.path
-        _HANDED_OUT.add(folder)
-        if download_cache.verified(self.cache_dir, folder, manifest.digest, [entry]):  # content, not just size
+        target = self.cache_path(manifest.stage, manifest.key).with_name(f"{manifest.key}.files") / entry.path
+        if target.is_file() and target.stat().st_size == entry.size and _sha256_file(target) == entry.sha256:
             return target
         data = self.read_file(manifest.stage, manifest.key, entry.path)
         where = self._where(manifest.stage, manifest.key)
@@ -682,22 +885,21 @@ class S3Store(ArtifactStore):
             raise ArtifactCorrupt(f"{where}: file {entry.path!r} has sha256 {sha}, manifest says {entry.sha256}")
         target.parent.mkdir(parents=True, exist_ok=True)
         _write_atomic(target, data)
-        download_cache.remember(self.cache_dir, folder, manifest.digest, [entry])
-        self._bound_cache(folder)
         return target
 
-    def _cached_manifest(self, target: Path) -> Manifest | None:
-        """The manifest of a verified cache dir whose files all still hold their sha256, else None.
+    @staticmethod
+    def _cached_manifest(target: Path) -> Manifest | None:
+        """The manifest of a verified cache dir whose files are still all there, else None.
 
-        The cached MANIFEST.json says which content the directory holds (_download writes it only after the files
-        checked out); download_cache re-hashes any file changed since it was verified, so a tampered file of the
-        same size is downloaded again, never handed back.
+        The cached MANIFEST.json is the "verified" marker: _download writes it only after the
+        files checked out, and its digest says which content the directory holds.
         """
         try:
             cached = Manifest.model_validate_json((target / MANIFEST_NAME).read_bytes())
-        except (OSError, ValidationError):
+            _verify_files(target, cached, str(target), hashes=False)
+        except (OSError, ValidationError, ArtifactCorrupt):
             return None
-        return cached if download_cache.verified(self.cache_dir, target, cached.digest, cached.files) else None
+        return cached
 
     def _download(self, manifest: Manifest, target: Path) -> None:
         """Download into a sibling temp dir, verify, then swap it in, so the cache is never half-written."""
@@ -706,7 +908,7 @@ class S3Store(ArtifactStore):
         # Hidden names cannot collide with keys, which never start with '.'.
         tmp = target.with_name(f".{key}.tmp-{uuid.uuid4().hex}")
         try:
-            self._fetch_files(manifest, self._key_prefix(stage, key), tmp)
+            self._fetch_files(manifest, self._files_prefix(manifest), tmp)
             _verify_files(tmp, manifest, self._where(stage, key), hashes=True)
             _write_atomic(tmp / MANIFEST_NAME, manifest.model_dump_json(indent=2).encode())
             self._install(tmp, target, manifest.digest)
@@ -742,6 +944,13 @@ class S3Store(ArtifactStore):
                         where = self._where(manifest.stage, manifest.key)
                         raise ArtifactCorrupt(f"{where}: file {entry.path!r} is missing from the bucket") from e
                     raise
+
+
+def _precondition_failed(e: ClientError) -> bool:
+    """A conditional request (If-None-Match / If-Match) lost: the object exists, or changed since we read it."""
+    error = e.response.get("Error", {})
+    return error.get("Code", "") in ("PreconditionFailed", "412", "ConditionalRequestConflict") or \
+        e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412)
 
 
 # Cache directories this process has handed out (get_dir, get_file): a stage may still be reading them, so the LRU

@@ -92,7 +92,8 @@ def execute_stage(plan: StagePlan, recipe: Recipe, upstream: dict[str, ArtifactR
             logger.warning("%s: could not render UI artifacts: %s", stage, err)
         return manifest
 
-    ref = produce(store, plan, run, force=force)
+    # A remote stage run goes through produce itself, and holds the key's lease there.
+    ref = produce(store, plan, run, force=force, single_flight=not remote)
     if ref.reused:
         logger.info("%s: already in the store at %s", stage, ref.uri)
     return ref
