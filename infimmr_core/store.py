@@ -45,6 +45,7 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 from urllib3.exceptions import HTTPError as Urllib3Error
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from infimmr_core import download_cache
 from infimmr_core.atomic import fsync_dir, write_atomic
 from infimmr_core.config import StoreConfig
 from infimmr_core.s3_retry import BodyMismatch, RetriesExhausted, RetryBudget, RetryingClient, describe
@@ -865,17 +866,37 @@ class S3Store(ArtifactStore):
 
     def _materialize(self, manifest: Manifest, *, verify: bool) -> Path:
         target = self.cache_path(manifest.stage, manifest.key)
+        self._clean_cache_once(target)
         cached = self._cached_manifest(target)
         if cached is None or cached.digest != manifest.digest:
             self._download(manifest, target)
+            download_cache.remember(self.cache_dir, target, manifest.digest, manifest.files)
+            self._bound_cache(target)
         elif cached != manifest:  # same files, newer metadata (metrics, producer)
             _write_atomic(target / MANIFEST_NAME, manifest.model_dump_json(indent=2).encode())
+        _HANDED_OUT.add(target)
         return target
+
+    def _clean_cache_once(self, target: Path) -> None:
+        """Remove what killed downloads left in this store's part of the cache (temp dirs untouched for a day)."""
+        if self._cache_cleaned:
+            return
+        self._cache_cleaned = True
+        store_dir = target.parent.parent  # <cache_dir>/<bucket>/<prefix>: its children are the stages
+        stages = [p for p in store_dir.iterdir() if p.is_dir()] if store_dir.is_dir() else []
+        for path in download_cache.remove_stale(stages):
+            _log.info("removed %s, left behind by an interrupted download", path)
+
+    def _bound_cache(self, just_downloaded: Path) -> None:
+        if self.cache_max_bytes is not None:
+            download_cache.evict(self.cache_dir, self.cache_max_bytes, _HANDED_OUT | {just_downloaded})
 
     def _materialize_file(self, manifest: Manifest, entry: FileEntry) -> Path:
         # Single files live beside (never inside) the whole-artifact cache dir, whose MANIFEST.json marks it complete.
-        target = self.cache_path(manifest.stage, manifest.key).with_name(f"{manifest.key}.files") / entry.path
-        if target.is_file() and target.stat().st_size == entry.size and _sha256_file(target) == entry.sha256:
+        folder = self.cache_path(manifest.stage, manifest.key).with_name(f"{manifest.key}.files")
+        target = folder / entry.path
+        _HANDED_OUT.add(folder)
+        if download_cache.verified(self.cache_dir, folder, manifest.digest, [entry]):  # content, not just size
             return target
         data = self.read_file(manifest.stage, manifest.key, entry.path)
         where = self._where(manifest.stage, manifest.key)
@@ -885,21 +906,22 @@ class S3Store(ArtifactStore):
             raise ArtifactCorrupt(f"{where}: file {entry.path!r} has sha256 {sha}, manifest says {entry.sha256}")
         target.parent.mkdir(parents=True, exist_ok=True)
         _write_atomic(target, data)
+        download_cache.remember(self.cache_dir, folder, manifest.digest, [entry])
+        self._bound_cache(folder)
         return target
 
-    @staticmethod
-    def _cached_manifest(target: Path) -> Manifest | None:
-        """The manifest of a verified cache dir whose files are still all there, else None.
+    def _cached_manifest(self, target: Path) -> Manifest | None:
+        """The manifest of a verified cache dir whose files all still hold their sha256, else None.
 
-        The cached MANIFEST.json is the "verified" marker: _download writes it only after the
-        files checked out, and its digest says which content the directory holds.
+        The cached MANIFEST.json says which content the directory holds (_download writes it only after the files
+        checked out); download_cache re-hashes any file changed since it was verified, so a tampered file of the
+        same size is downloaded again, never handed back.
         """
         try:
             cached = Manifest.model_validate_json((target / MANIFEST_NAME).read_bytes())
-            _verify_files(target, cached, str(target), hashes=False)
-        except (OSError, ValidationError, ArtifactCorrupt):
+        except (OSError, ValidationError):
             return None
-        return cached
+        return cached if download_cache.verified(self.cache_dir, target, cached.digest, cached.files) else None
 
     def _download(self, manifest: Manifest, target: Path) -> None:
         """Download into a sibling temp dir, verify, then swap it in, so the cache is never half-written."""
@@ -945,6 +967,10 @@ class S3Store(ArtifactStore):
                         raise ArtifactCorrupt(f"{where}: file {entry.path!r} is missing from the bucket") from e
                     raise
 
+
+# Cache directories this process has handed out (get_dir, get_file): a stage may still be reading them, so the LRU
+# bound never evicts them.
+_HANDED_OUT: set[Path] = set()
 
 def _precondition_failed(e: ClientError) -> bool:
     """A conditional request (If-None-Match / If-Match) lost: the object exists, or changed since we read it."""
