@@ -95,5 +95,20 @@ def _run(spec: dict, stage: str, key: str, recipe: Recipe, store, inputs: dict[s
     Path(spec["result_path"]).write_text(manifest.model_dump_json())
 
 
+def report_error(spec_path: str, error: Exception) -> None:
+    """The exception that ends this stage, for the parent's one-line reason (its output may be long, or cut)."""
+    try:
+        error_path = json.loads(Path(spec_path).read_text()).get("error_path")
+        if error_path:
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            Path(error_path).write_text(json.dumps({"type": type(error).__name__, "message": " | ".join(lines[:3])[:500]}))
+    except Exception:  # noqa: BLE001 - the traceback on stderr still says what happened
+        pass
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    try:
+        main(sys.argv[1])
+    except Exception as error:
+        report_error(sys.argv[1], error)
+        raise
