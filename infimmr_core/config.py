@@ -685,6 +685,10 @@ class RuntimeConfig(Strict):
         None, description="Prefect deployment that runs each training phase, '{stage}' standing for its name (e.g. "
         "'infimmr-stage/k8s-stage-{stage}' on a GPU pool); None = in the pipeline's own process. Needs a shared (S3) store."
     )
+    remote_stage_timeout_seconds: int | None = Field(
+        None, ge=1, description="How long the pipeline waits for a stage run through gpu_stage_deployment, waiting for a "
+        "worker included, before it fails naming the deployment and the flow run; None = stage_timeout_seconds + 1 hour."
+    )
 
 
 class Recipe(Strict):
