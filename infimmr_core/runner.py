@@ -79,7 +79,8 @@ def run_stage_process(
                 _kill_group(proc)
         if rc != 0 or not result_path.exists():
             reason = failure_reason(rc, timed_out.is_set(), recipe.runtime.stage_timeout_seconds, _read_error(error_path))
-            raise StageFailed(f"stage {stage} {reason}; last output:\n" + "\n".join(tail))
+            # The reason alone on the first line: a list of failures (curation shards) keeps only that line.
+            raise StageFailed(f"stage {stage} {reason}\nlast output:\n" + "\n".join(tail))
         return Manifest.model_validate_json(result_path.read_text())
 
 

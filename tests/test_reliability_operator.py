@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -115,7 +116,21 @@ def test_a_failed_stage_process_says_why_in_its_first_line(tmp_path):
         run_stage_process(plan_stage("publish", recipe, gone), recipe, gone, on_line=lambda line: None)
     first = str(failed.value).splitlines()[0]
     assert first.startswith("stage publish failed with ArtifactMissing: ") and "gone-" in first, first
-    assert first.endswith("(exited with code 1); last output:"), first
+    assert first.endswith("(exited with code 1)"), first
+    assert "ArtifactMissing" in str(failed.value).split("last output:", 1)[1], "the traceback is no longer shown"
+
+
+@pytest.mark.slow  # a real curation whose image shards fail (about a minute)
+def test_failed_curation_shards_each_say_why(cli_env, tmp_path):
+    missing = tmp_path / "no-such-captioner"
+    proc = _run_cli(["stage", "curate", "--store", f"file://{tmp_path / 'store'}",
+                     "--set", f"curation.captioning.model={{name_or_path: '{missing}'}}"], cli_env, tmp_path, timeout=600)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    listed = [line for line in proc.stderr.splitlines() if re.match(r"  shard-\d+: ", line)]
+    assert listed, proc.stderr[-3000:]
+    for line in listed:  # the worker's exception, naming what was wrong, on the line that names the shard
+        assert re.fullmatch(r"  shard-\d+: stage curate-shard failed with \w+: .*no-such-captioner.* \(exited with code 1\)",
+                            line), line
 
 
 def test_a_remote_stage_nobody_runs_times_out_naming_the_deployment_and_flow_run(prefect_server, tmp_path):
