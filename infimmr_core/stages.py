@@ -330,6 +330,15 @@ def produce(
         return ArtifactRef.from_manifest(store, run(work), reused=False)
 
 
+def leads_its_key(stage: str, recipe: Recipe) -> bool:
+    """Does this process take the key's lease (single flight)? Every node of a multi-node phase runs the same stage at
+    the same key, and the phase finishes only with all of them: rank 0 holds the lease, the other ranks join it
+    without one (waiting for it would deadlock the rendezvous)."""
+    if stage.startswith("phase") and stage.removeprefix("phase").isdigit():
+        return recipe.phases[int(stage.removeprefix("phase"))].distributed.machine_rank == 0
+    return True
+
+
 def _say_waiting(store: ArtifactStore, plan: StagePlan, holder: LeaseRecord | None) -> None:
     who = f"{holder.owner} (host {holder.host}, pid {holder.pid})" if holder else "a run whose lease is unreadable"
     _log.warning("%s: key %s is being computed by %s in %s; waiting for it", plan.stage, plan.key, who, store.uri)

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from infimmr_core.config import Recipe
 from infimmr_core.runner import StageFailed, run_stage_process
-from infimmr_core.stages import COLLECT, SHARD, STAGES, ArtifactRef, StagePlan, plan_stage, produce
+from infimmr_core.stages import COLLECT, SHARD, STAGES, ArtifactRef, StagePlan, leads_its_key, plan_stage, produce
 from infimmr_core.store import ArtifactStore, Manifest, store_from_config
 from infimmr.tasks.artifacts import TrainingProgress, stage_artifacts
 from infimmr.tasks.cache import StageCache
@@ -108,7 +108,7 @@ def execute_stage(plan: StagePlan, recipe: Recipe, upstream: dict[str, ArtifactR
         return manifest
 
     # A remote stage run goes through produce itself, and holds the key's lease there.
-    ref = produce(store, plan, run, force=force, single_flight=not remote)
+    ref = produce(store, plan, run, force=force, single_flight=not remote and leads_its_key(stage, recipe))
     if ref.reused:
         logger.info("%s: already in the store at %s", stage, ref.uri)
     return ref

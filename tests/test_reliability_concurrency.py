@@ -311,3 +311,27 @@ def test_two_concurrent_runs_share_one_store_and_one_cache(cli_env, tmp_path):
     assert not [p for p in work.rglob("*") if ".run-" in p.name]
     print(f"\ntwo concurrent runs: {sum(1 for r in runs for s in r.values() if s['state'] == 'completed')} stages "
           f"computed, {max(sum(s['seconds'] for s in r.values()) for r in runs):.0f} s")
+
+
+@pytest.mark.parametrize(("stage", "overrides", "leads"), [
+    ("curate-shard", [], True),
+    ("phase1", [], True),
+    ("phase2", ["phases.2.distributed.num_machines=2", "phases.2.distributed.machine_rank=0"], True),
+    # The other nodes of a multi-node phase join rank 0's computation: a lease would deadlock its rendezvous.
+    ("phase2", ["phases.2.distributed.num_machines=2", "phases.2.distributed.machine_rank=1"], False),
+    ("phase1", ["phases.2.distributed.num_machines=2", "phases.2.distributed.machine_rank=1"], True),
+])
+def test_which_process_takes_the_lease(stage, overrides, leads):
+    from infimmr_core.recipes import load_recipe
+    from infimmr_core.stages import leads_its_key
+
+    assert leads_its_key(stage, load_recipe("smoke", overrides)) is leads
+
+
+def test_a_process_without_single_flight_does_not_wait(store, tmp_path):
+    """What a secondary node (or a run handed to a deployment) does: it runs while another holds the lease."""
+    plan = StagePlan(stage=STAGE, key="k1", key_inputs={})
+    with holding(store, STAGE, "k1", ttl=30):
+        ref = produce(store, plan, lambda p: store.put_dir(p.stage, p.key, write_tree(tmp_path / "a", {"w": b"1"}),
+                                                           key_inputs={}), single_flight=False)
+    assert not ref.reused and store.manifest(STAGE, "k1").digest == ref.digest
