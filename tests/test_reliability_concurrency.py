@@ -335,3 +335,36 @@ def test_a_process_without_single_flight_does_not_wait(store, tmp_path):
         ref = produce(store, plan, lambda p: store.put_dir(p.stage, p.key, write_tree(tmp_path / "a", {"w": b"1"}),
                                                            key_inputs={}), single_flight=False)
     assert not ref.reused and store.manifest(STAGE, "k1").digest == ref.digest
+
+
+@pytest.mark.slow
+def test_two_concurrent_curations_on_one_s3_store(s3_env, cli_env, tmp_path):
+    """The same through S3's conditional writes: two `infimmr stage curate` at once on one bucket prefix and one cache
+    compute every part once (collect, each shard, the merge) and agree on its digest."""
+    from test_pipeline import INFIMMR
+
+    uri = f"s3://{s3_env}/shared"
+    fast = ["--set", "curation.difficulty.enabled=false"]  # captions stay: their work directory once collided
+    args = INFIMMR + ["stage", "curate", "--recipe", "smoke", "--store", uri, *fast, "--json"]
+    procs = [subprocess.Popen(args, env=cli_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, start_new_session=True) for _ in range(2)]
+    try:
+        outputs = [proc.communicate(timeout=900) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    for proc, (_, err) in zip(procs, outputs):
+        assert proc.returncode == 0, err[-6000:]
+    runs = [json.loads(out)["stages"]["curate"] for out, _ in outputs]
+    assert runs[0]["digest"] == runs[1]["digest"]
+    store = open_store(uri)
+    computed = [name for run in runs for name, state in {**run.get("parts", {}), "curate": run["state"]}.items()
+                if state == "completed"]
+    assert len(computed) == len(set(computed)), f"computed twice: {computed}"
+    stored = {stage: store.list_keys(stage) for stage in ("curate-collect", "curate-shard", "curate")}
+    assert len(computed) == sum(len(keys) for keys in stored.values()), (computed, stored)
+    for stage, keys in stored.items():
+        for key in keys:
+            assert not store.manifest(stage, key).version  # committed once, never replaced
+    assert not list(store._list(f"shared/.leases/"))
