@@ -60,8 +60,14 @@ def _run(args: argparse.Namespace, stage: str | None) -> int:
     recipe = _recipe_from(args)
     _quiet_offline_prefect()
     from infimmr.flows.pipeline import infimmr_pipeline, infimmr_stage
+    from infimmr.flows.prefect_api import PrefectUnavailable, ensure_api
     from infimmr_core.stages import UpstreamMissing
 
+    try:
+        ensure_api()
+    except PrefectUnavailable as err:  # not a failed stage: nothing ran, and running it again will not help
+        print(f"error: {err}", file=sys.stderr)
+        return 3
     started = time.perf_counter()
     try:
         if stage is None:

@@ -69,6 +69,22 @@ class StoreConfig(Strict):
     region: str | None = Field(None, description="S3 region; None = boto3's own configuration.")
     profile: str | None = Field(None, description="AWS profile name; None = boto3's own configuration.")
     cache_dir: str | None = Field(None, description="Local download cache; None = $INFIMMR_CACHE_DIR or ~/.cache/infimmr.")
+    # How the store copes with a flaky S3 and a full disk: none of it changes what an artifact holds.
+    retry_attempts: int = operational(
+        8, ge=1, le=100, description="Attempts of every S3 store operation (body reads included), with exponential "
+        "backoff and jitter, before it fails with StoreUnavailable."
+    )
+    retry_seconds: float = operational(
+        300.0, gt=0, le=86400, description="Total seconds one S3 store operation may spend retrying."
+    )
+    request_attempts: int = operational(
+        3, ge=1, le=20, description="botocore's own attempts per HTTP request (standard retry mode), inside each store "
+        "attempt: at most retry_attempts x request_attempts requests per operation, within retry_seconds."
+    )
+    cache_max_bytes: int = operational(
+        200 * 1024**3, ge=0, description="Bound of the S3 download cache of each bucket (bytes); least recently used "
+        "whole artifacts are evicted after a download that exceeds it."
+    )
 
 
 class PromptConfig(Strict):
@@ -668,6 +684,10 @@ class RuntimeConfig(Strict):
     gpu_stage_deployment: str | None = Field(
         None, description="Prefect deployment that runs each training phase, '{stage}' standing for its name (e.g. "
         "'infimmr-stage/k8s-stage-{stage}' on a GPU pool); None = in the pipeline's own process. Needs a shared (S3) store."
+    )
+    remote_stage_timeout_seconds: int | None = Field(
+        None, ge=1, description="How long the pipeline waits for a stage run through gpu_stage_deployment, waiting for a "
+        "worker included, before it fails naming the deployment and the flow run; None = stage_timeout_seconds + 1 hour."
     )
 
 

@@ -45,14 +45,16 @@ def run_stage_process(
 ) -> Manifest:
     stage = plan.stage
     with tempfile.TemporaryDirectory(prefix=f"infimmr-{stage}-") as tmp:
-        spec_path, result_path = Path(tmp, "spec.json"), Path(tmp, "result.json")
+        spec_path, result_path, error_path = Path(tmp, "spec.json"), Path(tmp, "result.json"), Path(tmp, "error.json")
         spec_path.write_text(json.dumps({
             "stage": stage,
             "key": plan.key,
             "key_inputs": plan.key_inputs,
+            "replace": plan.replace,
             "recipe": recipe.model_dump(mode="json", by_alias=True),
             "upstream": {name: ref.model_dump(mode="json") for name, ref in upstream.items()},
             "result_path": str(result_path),
+            "error_path": str(error_path),
         }))
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen(
@@ -76,11 +78,37 @@ def run_stage_process(
             if proc.poll() is None:
                 _kill_group(proc)
         if rc != 0 or not result_path.exists():
-            reason = (
-                f"timed out after {recipe.runtime.stage_timeout_seconds} s" if timed_out.is_set() else f"exited with code {rc}"
-            )
-            raise StageFailed(f"stage {stage} {reason}; last output:\n" + "\n".join(tail))
+            reason = failure_reason(rc, timed_out.is_set(), recipe.runtime.stage_timeout_seconds, _read_error(error_path))
+            # The reason alone on the first line: a list of failures (curation shards) keeps only that line.
+            raise StageFailed(f"stage {stage} {reason}\nlast output:\n" + "\n".join(tail))
         return Manifest.model_validate_json(result_path.read_text())
+
+
+def _read_error(path: Path) -> dict | None:
+    """The exception the worker reported (`worker.report_error`); None when it wrote none (killed) or none readable."""
+    try:
+        error = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return error if isinstance(error, dict) and isinstance(error.get("type"), str) else None
+
+
+def failure_reason(rc: int, timed_out: bool, timeout: int, error: dict | None) -> str:
+    """Why a stage process failed, in one line: callers that list many failures (curation shards) keep only that."""
+    if timed_out:
+        return f"timed out after {timeout} s"
+    code = f"exited with code {rc}"
+    if rc < 0:
+        try:
+            name = signal.Signals(-rc).name
+        except ValueError:
+            name = f"signal {-rc}"
+        # SIGKILL from nobody in this process tree is most often the kernel's out-of-memory killer.
+        code += f" ({name}{', e.g. out of memory' if -rc == signal.SIGKILL else ''})"
+    if error:
+        message = f": {error['message']}" if error.get("message") else ""
+        return f"failed with {error['type']}{message} ({code})"
+    return code if rc != 0 else "exited without storing its artifact"
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

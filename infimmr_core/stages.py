@@ -16,7 +16,9 @@ shard whose samples did not change (e.g. the earlier shards of a source that gre
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, Field
@@ -24,12 +26,14 @@ from pydantic import BaseModel, Field
 from infimmr_core.config import Recipe, is_operational
 from infimmr_core.keys import code_closure, code_hash, key_of, library_versions
 from infimmr_core.layout import BASE_STAGE, COLLECT_PREFIX, LEDGER_FILES, SHARD_DIR
+from infimmr_core.lease import LeaseRecord, holding
 from infimmr_core.store import ArtifactStore, Manifest
 
 StageName = Literal["base", "curate", "phase1", "phase2", "phase3", "evaluate", "publish"]
 STAGES: tuple[str, ...] = (BASE_STAGE, "curate", "phase1", "phase2", "phase3", "evaluate", "publish")
 COLLECT, SHARD = "curate-collect", "curate-shard"  # the parts of the curate stage (see the module docstring)
 
+_log = logging.getLogger(__name__)
 _ML_LIBS = ("torch", "transformers", "tokenizers", "datasets", "pillow", "math-verify")
 
 
@@ -296,6 +300,8 @@ class StagePlan(BaseModel):
     stage: str
     key: str
     key_inputs: dict[str, Any]
+    replace: bool = Field(False, description="A forced recompute: its commit replaces the stored artifact (beside "
+                          "it, then switching over) instead of adopting it.")
 
 
 def plan_stage(stage: str, recipe: Recipe, upstream: dict[str, ArtifactRef]) -> StagePlan:
@@ -303,12 +309,39 @@ def plan_stage(stage: str, recipe: Recipe, upstream: dict[str, ArtifactRef]) -> 
     return StagePlan(stage=stage, key=key_of(inputs), key_inputs=inputs)
 
 
-def produce(store: ArtifactStore, plan: StagePlan, run: Callable[[StagePlan], Manifest], *, force: bool = False) -> ArtifactRef:
+def produce(
+    store: ArtifactStore, plan: StagePlan, run: Callable[[StagePlan], Manifest], *, force: bool = False,
+    single_flight: bool = True,
+) -> ArtifactRef:
     """The one path from a key to an artifact: the stored artifact when its manifest exists (unless forced), else
-    what `run` stores. The Prefect stage task and the CLI both go through here."""
+    what `run` stores. The Prefect stage task and the CLI both go through here.
+
+    Single flight: `run` is called only while this run holds the key's lease (infimmr_core.lease), so two runs that
+    need the same key compute it once; the other waits, finds it stored and reuses it. `single_flight=False` is for
+    a `run` that hands the stage to another process which goes through here itself (a stage deployment)."""
     if not force and (manifest := store.manifest(plan.stage, plan.key)):
         return ArtifactRef.from_manifest(store, manifest, reused=True)
-    return ArtifactRef.from_manifest(store, run(plan), reused=False)
+    work = plan.model_copy(update={"replace": force})
+    if not single_flight:
+        return ArtifactRef.from_manifest(store, run(work), reused=False)
+    with holding(store, plan.stage, plan.key, on_wait=partial(_say_waiting, store, plan)):
+        if not force and (manifest := store.manifest(plan.stage, plan.key)):  # the run we waited for stored it
+            return ArtifactRef.from_manifest(store, manifest, reused=True)
+        return ArtifactRef.from_manifest(store, run(work), reused=False)
+
+
+def leads_its_key(stage: str, recipe: Recipe) -> bool:
+    """Does this process take the key's lease (single flight)? Every node of a multi-node phase runs the same stage at
+    the same key, and the phase finishes only with all of them: rank 0 holds the lease, the other ranks join it
+    without one (waiting for it would deadlock the rendezvous)."""
+    if stage.startswith("phase") and stage.removeprefix("phase").isdigit():
+        return recipe.phases[int(stage.removeprefix("phase"))].distributed.machine_rank == 0
+    return True
+
+
+def _say_waiting(store: ArtifactStore, plan: StagePlan, holder: LeaseRecord | None) -> None:
+    who = f"{holder.owner} (host {holder.host}, pid {holder.pid})" if holder else "a run whose lease is unreadable"
+    _log.warning("%s: key %s is being computed by %s in %s; waiting for it", plan.stage, plan.key, who, store.uri)
 
 
 def stored_ref(store: ArtifactStore, stage: str, recipe: Recipe, upstream: dict[str, ArtifactRef]) -> ArtifactRef | None:

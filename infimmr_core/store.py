@@ -18,6 +18,7 @@ local store's root is a directory that is (or becomes) a store, never a system d
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -39,11 +40,15 @@ from urllib.parse import urlparse
 import boto3
 from boto3.exceptions import Boto3Error
 from boto3.s3.transfer import TransferConfig
+from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+from urllib3.exceptions import HTTPError as Urllib3Error
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from infimmr_core import download_cache
 from infimmr_core.atomic import fsync_dir, write_atomic
 from infimmr_core.config import StoreConfig
+from infimmr_core.s3_retry import BodyMismatch, RetriesExhausted, RetryBudget, RetryingClient, describe
 from infimmr_core.store_root import NotAStoreRoot, check_local_root, claim
 
 MANIFEST_NAME = "MANIFEST.json"
@@ -61,6 +66,16 @@ class ArtifactMissing(StoreError):
 
 class ArtifactCorrupt(StoreError):
     """The artifact's files do not match its manifest (or the manifest is unreadable)."""
+
+
+class StoreUnavailable(StoreError):
+    """An S3 operation kept failing transiently (resets, 5xx, SlowDown, truncated bodies) until its retry budget ran
+    out. Names the operation, the object and how hard the store tried."""
+
+    def __init__(self, operation: str, location: str, attempts: int, elapsed: float, last: BaseException):
+        super().__init__(f"{operation} ({location}) failed after {attempts} attempts over {elapsed:.1f}s: "
+                         f"{describe(last)}")
+        self.operation, self.location, self.attempts, self.elapsed = operation, location, attempts, elapsed
 
 
 class FileEntry(BaseModel):
@@ -99,6 +114,25 @@ class Manifest(BaseModel):
     producer: dict[str, Any]
     key_inputs: dict[str, Any]
     metrics: dict[str, Any] = Field(default_factory=dict)
+    version: str = Field("", description="The folder inside the artifact's directory that holds its files; empty for "
+                         "the directory itself. A forced recompute commits its files beside the artifact it replaces, "
+                         "in a new version folder, so the old files stay whole until the new manifest is committed.")
+
+    @field_validator("version")
+    @classmethod
+    def _version_name(cls, version: str) -> str:
+        if version and not _VERSION.match(version):
+            raise ValueError(f"invalid artifact version {version[:80]!r}")
+        return version
+
+
+_VERSION = re.compile(r"^\.version-[0-9a-f]{32}$")  # hidden: never a stage's own file name in practice
+
+
+def _new_version() -> str:
+    return f".version-{uuid.uuid4().hex}"
+
+
 
 
 def content_digest(files: list[FileEntry]) -> str:
@@ -219,10 +253,20 @@ class ArtifactStore(ABC):
         """Sorted keys of `stage` that have a manifest (committed artifacts only)."""
 
     @abstractmethod
-    def _upload_files(self, stage: str, key: str, local_dir: Path, files: list[FileEntry]) -> None: ...
+    def _upload_files(self, stage: str, key: str, local_dir: Path, files: list[FileEntry], version: str = "") -> None: ...
 
     @abstractmethod
-    def _write_manifest(self, manifest: Manifest) -> None: ...
+    def _write_manifest(self, manifest: Manifest, *, exclusive: bool = False) -> bool:
+        """Commit the manifest; with `exclusive`, only if no manifest exists (atomically), else return False."""
+
+    @abstractmethod
+    def _remove_other_versions(self, stage: str, key: str, version: str) -> None:
+        """Delete every file of (stage, key) that is neither its manifest nor in folder `version`."""
+
+    @abstractmethod
+    def _remove_version(self, stage: str, key: str, version: str) -> None:
+        """Delete folder `version` of (stage, key) (an upload that failed), best effort."""
+
 
     @abstractmethod
     def _materialize(self, manifest: Manifest, *, verify: bool) -> Path: ...
@@ -236,10 +280,16 @@ class ArtifactStore(ABC):
         key_inputs: dict[str, Any],
         metrics: dict[str, Any] | None = None,
         producer: dict[str, Any] | None = None,
+        replace: bool = False,
     ) -> Manifest:
-        """Upload every file under local_dir, then commit the manifest; replaces any existing artifact.
+        """Upload every file under local_dir, then commit the manifest; returns the committed manifest.
 
-        `producer` entries are merged over the defaults (host, infimmr_version, created_at).
+        A committed artifact is never replaced in place: when (stage, key) already has one, that one is returned and
+        nothing is uploaded (two runs that computed the same key agree on one digest, and whatever cites it keeps
+        finding it). With `replace` (a forced recompute), the files go to a new version folder beside the old ones,
+        the manifest switches over once they are all there, and only then are the old files removed: a reader finds
+        the old artifact or the new one, whole. `producer` entries are merged over the defaults (host,
+        infimmr_version, created_at).
         """
         _check_name("stage", stage)
         _check_name("key", key)
@@ -256,11 +306,32 @@ class ArtifactStore(ABC):
             key_inputs=key_inputs,
             metrics=metrics or {},
         )
-        # Also clears debris of a crashed earlier attempt, which has files but no manifest.
+        existing = self.manifest(stage, key)
+        if existing is not None and not replace:
+            _log.info("%s is already committed (digest %s); kept, not replaced", self._where(stage, key), existing.digest)
+            return existing
+        if existing is not None:
+            manifest.version = _new_version()
+            try:
+                self._upload_files(stage, key, src, files, manifest.version)
+            except BaseException:
+                self._remove_version(stage, key, manifest.version)  # the old artifact stays, and stays alone
+                raise
+            self._write_manifest(manifest)
+            self._remove_other_versions(stage, key, manifest.version)
+            return manifest
+        # No manifest: whatever is there is debris of a crashed attempt, which nobody reads.
         self.delete(stage, key)
         self._upload_files(stage, key, src, files)
-        self._write_manifest(manifest)
-        return manifest
+        if self._write_manifest(manifest, exclusive=True):
+            return manifest
+        # Another producer committed this key while we uploaded (one that lost its lease: see infimmr_core.lease).
+        winner = self.manifest(stage, key)
+        if winner is None:
+            raise StoreError(f"{self._where(stage, key)}: another producer's manifest vanished while committing")
+        _log.warning("%s was committed by another run first (digest %s); kept, not replaced", self._where(stage, key),
+                     winner.digest)
+        return winner
 
     def get_dir(self, stage: str, key: str, *, verify: bool = True) -> Path:
         """A local directory holding the artifact's files (and its MANIFEST.json), checked against the manifest.
@@ -318,7 +389,8 @@ class LocalStore(ArtifactStore):
 
     def read_file(self, stage: str, key: str, path: str) -> bytes | None:
         _check_file_path(stage, key, path)
-        folder = self._dir(stage, key)
+        committed = self.manifest(stage, key)
+        folder = self._dir(stage, key) / (committed.version if committed else "")
         target = folder / path
         # A symlink in the store must not lead a reader out of it either.
         if not target.is_file() or not target.resolve().is_relative_to(folder.resolve()):
@@ -355,8 +427,8 @@ class LocalStore(ArtifactStore):
         claim(self.root)
         return super().put_dir(stage, key, local_dir, **kwargs)
 
-    def _upload_files(self, stage: str, key: str, local_dir: Path, files: list[FileEntry]) -> None:
-        target = self._dir(stage, key)
+    def _upload_files(self, stage: str, key: str, local_dir: Path, files: list[FileEntry], version: str = "") -> None:
+        target = self._dir(stage, key) / version
         folders = set()
         for entry in files:
             dst = target / entry.path
@@ -372,35 +444,126 @@ class LocalStore(ArtifactStore):
         for folder in folders:  # ... and so are their names
             fsync_dir(folder)
 
-    def _write_manifest(self, manifest: Manifest) -> None:
+    def _write_manifest(self, manifest: Manifest, *, exclusive: bool = False) -> bool:
         target = self._dir(manifest.stage, manifest.key)
         target.mkdir(parents=True, exist_ok=True)
-        _write_atomic(target / MANIFEST_NAME, manifest.model_dump_json(indent=2).encode())
+        data = manifest.model_dump_json(indent=2).encode()
+        if not exclusive:
+            _write_atomic(target / MANIFEST_NAME, data)
+            return True
+        return _link_exclusive(target / MANIFEST_NAME, data)
+
+    def _remove_other_versions(self, stage: str, key: str, version: str) -> None:
+        for entry in self._dir(stage, key).iterdir():
+            if entry.name in (MANIFEST_NAME, version):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+    def _remove_version(self, stage: str, key: str, version: str) -> None:
+        shutil.rmtree(self._dir(stage, key) / version, ignore_errors=True)
+
+    def _files_dir(self, manifest: Manifest) -> Path:
+        return self._dir(manifest.stage, manifest.key) / manifest.version
 
     def _materialize(self, manifest: Manifest, *, verify: bool) -> Path:
-        target = self._dir(manifest.stage, manifest.key)
+        target = self._files_dir(manifest)
         _verify_files(target, manifest, self._where(manifest.stage, manifest.key), hashes=verify)
         return target
 
     def _materialize_file(self, manifest: Manifest, entry: FileEntry) -> Path:
         one = manifest.model_copy(update={"files": [entry]})
-        _verify_files(self._dir(manifest.stage, manifest.key), one, self._where(manifest.stage, manifest.key), hashes=True)
-        return self._dir(manifest.stage, manifest.key) / entry.path
+        _verify_files(self._files_dir(manifest), one, self._where(manifest.stage, manifest.key), hashes=True)
+        return self._files_dir(manifest) / entry.path
+
+    # Leases (infimmr_core.lease): <root>/.leases/<stage>/<key>.json, outside every artifact ('.' starts no stage).
+    def _lease_path(self, stage: str, key: str) -> Path:
+        _check_name("stage", stage)
+        _check_name("key", key)
+        return self.root / LEASES / stage / f"{key}.json"
+
+    @contextmanager
+    def _lease_lock(self) -> Iterator[None]:
+        """Serialises compare-and-swap on lease records (held for a read and a rename, never while a stage runs)."""
+        path = self.root / LEASES / ".lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def lease_read(self, stage: str, key: str) -> tuple[bytes, str] | None:
+        try:
+            raw = self._lease_path(stage, key).read_bytes()
+        except FileNotFoundError:
+            return None
+        return raw, hashlib.sha256(raw).hexdigest()
+
+    def lease_create(self, stage: str, key: str, data: bytes) -> str | None:
+        claim(self.root)  # a root holding only a lease must still be recognised as a store
+        path = self._lease_path(stage, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return hashlib.sha256(data).hexdigest() if _link_exclusive(path, data) else None
+
+    def lease_swap(self, stage: str, key: str, data: bytes, token: str) -> str | None:
+        with self._lease_lock():
+            current = self.lease_read(stage, key)
+            if current is None or current[1] != token:
+                return None
+            _write_atomic(self._lease_path(stage, key), data)
+        return hashlib.sha256(data).hexdigest()
+
+    def lease_delete(self, stage: str, key: str, token: str) -> bool:
+        with self._lease_lock():
+            current = self.lease_read(stage, key)
+            if current is None or current[1] != token:
+                return False
+            self._lease_path(stage, key).unlink()
+        return True
+
+
+LEASES = ".leases"
+
+
+def _link_exclusive(path: Path, data: bytes) -> bool:
+    """Write `path` only if it does not exist, atomically: the whole file appears at once (a hard link of a complete,
+    fsynced temp file), or not at all when another writer was first."""
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+    try:
+        with tmp.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+    return True
 
 
 def _default_cache_dir() -> Path:
     return Path(os.environ.get("INFIMMR_CACHE_DIR") or "~/.cache/infimmr").expanduser()
 
 
-def _make_s3_client(endpoint_url: str | None, region: str | None, profile: str | None) -> Any:
+def _make_s3_client(endpoint_url: str | None, region: str | None, profile: str | None, request_attempts: int = 3) -> Any:
     """An S3 client from boto3's standard configuration chain; explicit arguments override it.
 
     botocore addresses any custom endpoint (argument, AWS_ENDPOINT_URL[_S3] or a profile's
     endpoint_url) path-style unless the profile asks for 'virtual': what MinIO/R2/Ceph need.
+    botocore's own retries are set here, explicitly (standard mode, `request_attempts` per request), rather than
+    left to AWS_MAX_ATTEMPTS or a profile: the store's retry loop (s3_retry) multiplies them.
     """
+    retries = BotoConfig(retries={"mode": "standard", "total_max_attempts": request_attempts})
     try:
         session = boto3.session.Session(profile_name=profile, region_name=region)
-        return session.client("s3", endpoint_url=endpoint_url)
+        return session.client("s3", endpoint_url=endpoint_url, config=retries)
     except BotoCoreError as e:  # unknown profile, bad region or endpoint syntax
         raise StoreError(f"cannot configure the S3 client: {e}") from e
 
@@ -418,7 +581,11 @@ class S3Store(ArtifactStore):
 
     A download is always checked against the manifest (sizes + sha256) before it becomes
     visible in the cache, so `verify` only matters for the local store; a cache hit is
-    reused after a cheap size check.
+    handed back only when its files match the manifest's sha256 (download_cache: a file unchanged since it was
+    verified is not hashed again). The cache is bounded (`cache_max_bytes`, LRU over whole artifacts).
+
+    Every S3 call, the reading of its response body included, is retried under `retry` (s3_retry); what leaves the
+    store is a StoreError (StoreUnavailable once the budget is spent), never a botocore or urllib3 exception.
     """
 
     def __init__(
@@ -430,6 +597,8 @@ class S3Store(ArtifactStore):
         region: str | None = None,
         profile: str | None = None,
         cache_dir: str | Path | None = None,
+        retry: RetryBudget | None = None,
+        cache_max_bytes: int | None = None,
     ):
         if not bucket:
             raise StoreError("S3 store URI needs a bucket: s3://bucket[/prefix]")
@@ -438,10 +607,18 @@ class S3Store(ArtifactStore):
         _check_s3_location(bucket, self.prefix)
         self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else _default_cache_dir()
-        self._client_settings = {"endpoint_url": endpoint_url, "region": region, "profile": profile}
-        self._client = _make_s3_client(endpoint_url, region, profile)
-        self._transfer = TransferConfig(multipart_threshold=64 * _MiB, multipart_chunksize=64 * _MiB, max_concurrency=8)
+        self.retry = retry or RetryBudget()
+        self.cache_max_bytes = cache_max_bytes
+        self._client_settings = {"endpoint_url": endpoint_url, "region": region, "profile": profile,
+                                 "retry": self.retry, "cache_max_bytes": cache_max_bytes}
+        # Every API call through self._client is retried (s3_retry.RetryingClient); self._client.raw is boto3's.
+        self._client = RetryingClient(_make_s3_client(endpoint_url, region, profile, self.retry.request_attempts),
+                                      self.retry, _log)
+        # s3transfer retries a broken download stream itself: bounded like botocore's per-request retries.
+        self._transfer = TransferConfig(multipart_threshold=64 * _MiB, multipart_chunksize=64 * _MiB, max_concurrency=8,
+                                        num_download_attempts=self.retry.request_attempts)
         self._bucket_checked = False
+        self._cache_cleaned = False
 
     def __reduce__(self) -> tuple[Any, ...]:
         # boto3 clients do not pickle; rebuild from the same settings (e.g. in a Prefect worker
@@ -454,7 +631,14 @@ class S3Store(ArtifactStore):
 
     def read_file(self, stage: str, key: str, path: str) -> bytes | None:
         _check_file_path(stage, key, path)
-        return self._get_object(self._key_prefix(stage, key) + path)
+        committed = self.manifest(stage, key)
+        base = self._files_prefix(committed) if committed else self._key_prefix(stage, key)
+        return self._get_object(base + path)
+
+    def _files_prefix(self, manifest: Manifest) -> str:
+        base = self._key_prefix(manifest.stage, manifest.key)
+        return base + manifest.version + "/" if manifest.version else base
+
 
     def _key_prefix(self, stage: str, key: str) -> str:
         _check_name("stage", stage)
@@ -480,6 +664,18 @@ class S3Store(ArtifactStore):
             raise StoreError(f"{action} in {self.uri} (endpoint {self.endpoint_url}) failed: {e}") from e
         except (BotoCoreError, Boto3Error) as e:
             raise StoreError(f"{action} in {self.uri} (endpoint {self.endpoint_url}) failed: {e}") from e
+        except RetriesExhausted as e:
+            if isinstance(e.last, BodyMismatch):  # whole bodies, repeatedly not what the manifest says: damaged at rest
+                raise ArtifactCorrupt(f"{action} in {self.uri}: s3://{e.location}: {e.last} ({e.attempts} attempts)") from e
+            where = f"s3://{e.location} at {self.endpoint_url}, {e.operation}"
+            raise StoreUnavailable(f"{action} in {self.uri}", where, e.attempts, e.elapsed, e.last) from e
+        except (Urllib3Error, OSError) as e:  # a socket or local file error that no retry absorbed
+            raise StoreError(f"{action} in {self.uri} (endpoint {self.endpoint_url}) failed: {describe(e)}") from e
+
+    @property
+    def retries(self) -> int:
+        """Transient failures this store object has retried so far."""
+        return self._client.retries
 
     def _no_bucket_error(self) -> StoreError:
         return StoreError(f"S3 bucket {self.bucket!r} does not exist at endpoint {self.endpoint_url}; create it first")
@@ -501,17 +697,45 @@ class S3Store(ArtifactStore):
         self._bucket_checked = True
 
     def _get_object(self, key: str) -> bytes | None:
-        try:
-            return self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code", "") in _NOT_FOUND_CODES:
-                return None
-            raise
+        # The body is read inside the retried attempt (RetryingClient.get_object): a reset or short body is requested
+        # again. Its own _errors: read_file has no other, and raw botocore errors never leave the store.
+        with self._errors(f"reading s3://{self.bucket}/{key}"):
+            try:
+                return self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            except ClientError as e:
+                if e.response.get("Error", {}).get("Code", "") in _NOT_FOUND_CODES:
+                    return None
+                raise
 
     def _list(self, prefix: str) -> Iterator[str]:
-        for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                yield obj["Key"]
+        yield from self._client.list_all(self.bucket, prefix)  # a failed page restarts the listing
+
+    def _object_key(self, rel: str) -> str:
+        if not is_relative_inside(rel):
+            raise StoreError(f"invalid object path {rel[:80]!r} in {self.uri}")
+        return "/".join(p for p in (self.prefix, rel) if p)
+
+    def read_object(self, rel: str, max_bytes: int | None = None) -> bytes | None:
+        """The object at <prefix>/<rel> that is no artifact (a Prefect record), at most its first max_bytes, with the
+        store's retries; None when absent."""
+        key = self._object_key(rel)
+        ranged = {"Range": f"bytes=0-{max_bytes - 1}"} if max_bytes else {}
+        with self._errors(f"reading s3://{self.bucket}/{key}"):
+            try:
+                return self._client.get_object(Bucket=self.bucket, Key=key, **ranged)["Body"].read()
+            except ClientError as e:
+                code = e.response.get("Error", {}).get("Code", "")
+                if code in _NOT_FOUND_CODES:
+                    return None
+                if code == "InvalidRange":  # an empty object has no byte 0
+                    return b""
+                raise
+
+    def write_object(self, rel: str, data: bytes) -> None:
+        """Write the object at <prefix>/<rel> (see read_object), with the store's retries."""
+        key = self._object_key(rel)
+        with self._errors(f"writing s3://{self.bucket}/{key}"):
+            self._client.put_object(Bucket=self.bucket, Key=key, Body=data)
 
     def has(self, stage: str, key: str) -> bool:
         return self.manifest(stage, key) is not None  # a damaged manifest commits nothing (see _committed)
@@ -544,22 +768,93 @@ class S3Store(ArtifactStore):
             rels = [k[len(stage_prefix):] for k in self._list(stage_prefix)]
         return sorted(r.split("/")[0] for r in rels if r.count("/") == 1 and r.endswith("/" + MANIFEST_NAME))
 
-    def _upload_files(self, stage: str, key: str, local_dir: Path, files: list[FileEntry]) -> None:
-        base = self._key_prefix(stage, key)
+    def _upload_files(self, stage: str, key: str, local_dir: Path, files: list[FileEntry], version: str = "") -> None:
+        base = self._key_prefix(stage, key) + (version + "/" if version else "")
         with self._errors(f"uploading {stage}/{key}"):
             for entry in files:
                 source = str(local_dir / entry.path)
                 self._client.upload_file(source, self.bucket, base + entry.path, Config=self._transfer)
 
-    def _write_manifest(self, manifest: Manifest) -> None:
+    def _write_manifest(self, manifest: Manifest, *, exclusive: bool = False) -> bool:
         manifest_key = self._key_prefix(manifest.stage, manifest.key) + MANIFEST_NAME
+        # If-None-Match: '*' makes the PUT create-only (S3 and MinIO honour it); a 412 means another producer won.
+        condition = {"IfNoneMatch": "*"} if exclusive else {}
         with self._errors(f"committing {manifest.stage}/{manifest.key}"):
-            self._client.put_object(
-                Bucket=self.bucket,
-                Key=manifest_key,
-                Body=manifest.model_dump_json(indent=2).encode(),
-                ContentType="application/json",
-            )
+            try:
+                self._client.put_object(
+                    Bucket=self.bucket,
+                    Key=manifest_key,
+                    Body=manifest.model_dump_json(indent=2).encode(),
+                    ContentType="application/json",
+                    **condition,
+                )
+            except ClientError as e:
+                if _precondition_failed(e):
+                    return False
+                raise
+        return True
+
+    def _remove_other_versions(self, stage: str, key: str, version: str) -> None:
+        base = self._key_prefix(stage, key)
+        keep = (base + MANIFEST_NAME, base + version + "/")
+        with self._errors(f"removing the replaced files of {stage}/{key}"):
+            for obj_key in list(self._list(base)):
+                if obj_key != keep[0] and not obj_key.startswith(keep[1]):
+                    self._client.delete_object(Bucket=self.bucket, Key=obj_key)
+
+    def _remove_version(self, stage: str, key: str, version: str) -> None:
+        try:
+            for obj_key in list(self._list(self._key_prefix(stage, key) + version + "/")):
+                self._client.delete_object(Bucket=self.bucket, Key=obj_key)
+        except Exception as err:  # the failure being reported matters more; a later forced commit removes these
+            _log.warning("could not remove the failed upload %s of %s/%s: %s", version, stage, key, err)
+
+    # Leases (infimmr_core.lease): <prefix>/.leases/<stage>/<key>.json, outside every artifact; the version token is
+    # the ETag, and every change is a conditional request, so S3 itself decides who wins.
+    def _lease_key(self, stage: str, key: str) -> str:
+        _check_name("stage", stage)
+        _check_name("key", key)
+        return "/".join(p for p in (self.prefix, LEASES, stage, f"{key}.json") if p)
+
+    def lease_read(self, stage: str, key: str) -> tuple[bytes, str] | None:
+        self._ensure_bucket()
+        with self._errors(f"reading the lease of {stage}/{key}"):
+            try:
+                got = self._client.get_object(Bucket=self.bucket, Key=self._lease_key(stage, key))
+                return got["Body"].read(), got["ETag"]
+            except ClientError as e:
+                if e.response.get("Error", {}).get("Code", "") in _NOT_FOUND_CODES:
+                    return None
+                raise
+
+    def _lease_put(self, stage: str, key: str, data: bytes, condition: dict[str, str]) -> str | None:
+        self._ensure_bucket()
+        with self._errors(f"writing the lease of {stage}/{key}"):
+            try:
+                put = self._client.put_object(Bucket=self.bucket, Key=self._lease_key(stage, key), Body=data,
+                                              ContentType="application/json", **condition)
+            except ClientError as e:
+                if _precondition_failed(e) or e.response.get("Error", {}).get("Code", "") in _NOT_FOUND_CODES:
+                    return None
+                raise
+        return put["ETag"]
+
+    def lease_create(self, stage: str, key: str, data: bytes) -> str | None:
+        return self._lease_put(stage, key, data, {"IfNoneMatch": "*"})
+
+    def lease_swap(self, stage: str, key: str, data: bytes, token: str) -> str | None:
+        return self._lease_put(stage, key, data, {"IfMatch": token})
+
+    def lease_delete(self, stage: str, key: str, token: str) -> bool:
+        self._ensure_bucket()
+        with self._errors(f"releasing the lease of {stage}/{key}"):
+            try:
+                self._client.delete_object(Bucket=self.bucket, Key=self._lease_key(stage, key), IfMatch=token)
+            except ClientError as e:
+                if _precondition_failed(e) or e.response.get("Error", {}).get("Code", "") in _NOT_FOUND_CODES:
+                    return False
+                raise
+        return True
 
     def cache_path(self, stage: str, key: str) -> Path:
         """Where get_dir puts (stage, key): <cache_dir>/<bucket>/<prefix>/<stage>/<key>."""
@@ -571,17 +866,37 @@ class S3Store(ArtifactStore):
 
     def _materialize(self, manifest: Manifest, *, verify: bool) -> Path:
         target = self.cache_path(manifest.stage, manifest.key)
+        self._clean_cache_once(target)
         cached = self._cached_manifest(target)
         if cached is None or cached.digest != manifest.digest:
             self._download(manifest, target)
+            download_cache.remember(self.cache_dir, target, manifest.digest, manifest.files)
+            self._bound_cache(target)
         elif cached != manifest:  # same files, newer metadata (metrics, producer)
             _write_atomic(target / MANIFEST_NAME, manifest.model_dump_json(indent=2).encode())
+        _HANDED_OUT.add(target)
         return target
+
+    def _clean_cache_once(self, target: Path) -> None:
+        """Remove what killed downloads left in this store's part of the cache (temp dirs untouched for a day)."""
+        if self._cache_cleaned:
+            return
+        self._cache_cleaned = True
+        store_dir = target.parent.parent  # <cache_dir>/<bucket>/<prefix>: its children are the stages
+        stages = [p for p in store_dir.iterdir() if p.is_dir()] if store_dir.is_dir() else []
+        for path in download_cache.remove_stale(stages):
+            _log.info("removed %s, left behind by an interrupted download", path)
+
+    def _bound_cache(self, just_downloaded: Path) -> None:
+        if self.cache_max_bytes is not None:
+            download_cache.evict(self.cache_dir, self.cache_max_bytes, _HANDED_OUT | {just_downloaded})
 
     def _materialize_file(self, manifest: Manifest, entry: FileEntry) -> Path:
         # Single files live beside (never inside) the whole-artifact cache dir, whose MANIFEST.json marks it complete.
-        target = self.cache_path(manifest.stage, manifest.key).with_name(f"{manifest.key}.files") / entry.path
-        if target.is_file() and target.stat().st_size == entry.size and _sha256_file(target) == entry.sha256:
+        folder = self.cache_path(manifest.stage, manifest.key).with_name(f"{manifest.key}.files")
+        target = folder / entry.path
+        _HANDED_OUT.add(folder)
+        if download_cache.verified(self.cache_dir, folder, manifest.digest, [entry]):  # content, not just size
             return target
         data = self.read_file(manifest.stage, manifest.key, entry.path)
         where = self._where(manifest.stage, manifest.key)
@@ -591,21 +906,22 @@ class S3Store(ArtifactStore):
             raise ArtifactCorrupt(f"{where}: file {entry.path!r} has sha256 {sha}, manifest says {entry.sha256}")
         target.parent.mkdir(parents=True, exist_ok=True)
         _write_atomic(target, data)
+        download_cache.remember(self.cache_dir, folder, manifest.digest, [entry])
+        self._bound_cache(folder)
         return target
 
-    @staticmethod
-    def _cached_manifest(target: Path) -> Manifest | None:
-        """The manifest of a verified cache dir whose files are still all there, else None.
+    def _cached_manifest(self, target: Path) -> Manifest | None:
+        """The manifest of a verified cache dir whose files all still hold their sha256, else None.
 
-        The cached MANIFEST.json is the "verified" marker: _download writes it only after the
-        files checked out, and its digest says which content the directory holds.
+        The cached MANIFEST.json says which content the directory holds (_download writes it only after the files
+        checked out); download_cache re-hashes any file changed since it was verified, so a tampered file of the
+        same size is downloaded again, never handed back.
         """
         try:
             cached = Manifest.model_validate_json((target / MANIFEST_NAME).read_bytes())
-            _verify_files(target, cached, str(target), hashes=False)
-        except (OSError, ValidationError, ArtifactCorrupt):
+        except (OSError, ValidationError):
             return None
-        return cached
+        return cached if download_cache.verified(self.cache_dir, target, cached.digest, cached.files) else None
 
     def _download(self, manifest: Manifest, target: Path) -> None:
         """Download into a sibling temp dir, verify, then swap it in, so the cache is never half-written."""
@@ -614,7 +930,7 @@ class S3Store(ArtifactStore):
         # Hidden names cannot collide with keys, which never start with '.'.
         tmp = target.with_name(f".{key}.tmp-{uuid.uuid4().hex}")
         try:
-            self._fetch_files(manifest, self._key_prefix(stage, key), tmp)
+            self._fetch_files(manifest, self._files_prefix(manifest), tmp)
             _verify_files(tmp, manifest, self._where(stage, key), hashes=True)
             _write_atomic(tmp / MANIFEST_NAME, manifest.model_dump_json(indent=2).encode())
             self._install(tmp, target, manifest.digest)
@@ -642,14 +958,30 @@ class S3Store(ArtifactStore):
             for entry in manifest.files:
                 path = dest / entry.path
                 path.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    self._client.download_file(self.bucket, base + entry.path, str(path), Config=self._transfer)
+                try:  # repeated until the bytes on disk have the manifest's size and sha256: never a short body
+                    self._client.download_verified(self.bucket, base + entry.path, str(path), entry.size, entry.sha256,
+                                                   Config=self._transfer)
                 except ClientError as e:
                     if e.response.get("Error", {}).get("Code", "") in _NOT_FOUND_CODES:
                         where = self._where(manifest.stage, manifest.key)
                         raise ArtifactCorrupt(f"{where}: file {entry.path!r} is missing from the bucket") from e
                     raise
 
+
+# Cache directories this process has handed out (get_dir, get_file): a stage may still be reading them, so the LRU
+# bound never evicts them.
+_HANDED_OUT: set[Path] = set()
+
+def _precondition_failed(e: ClientError) -> bool:
+    """A conditional request (If-None-Match / If-Match) lost: the object exists, or changed since we read it."""
+    error = e.response.get("Error", {})
+    return error.get("Code", "") in ("PreconditionFailed", "412", "ConditionalRequestConflict") or \
+        e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412)
+
+
+# Cache directories this process has handed out (get_dir, get_file): a stage may still be reading them, so the LRU
+# bound never evicts them.
+_HANDED_OUT: set[Path] = set()
 
 _S3_BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 
@@ -677,17 +1009,21 @@ def open_store(
     region: str | None = None,
     profile: str | None = None,
     cache_dir: str | Path | None = None,
+    retry: RetryBudget | None = None,
+    cache_max_bytes: int | None = None,
 ) -> ArtifactStore:
     """Open the store at `uri`: file://..., a bare local path, or s3://bucket[/prefix].
 
     For s3://, boto3's standard configuration applies (AWS_ENDPOINT_URL[_S3], AWS_ACCESS_KEY_ID /
     AWS_SECRET_ACCESS_KEY, AWS_PROFILE, AWS_DEFAULT_REGION, ~/.aws/*); the explicit arguments
-    override it. cache_dir (default $INFIMMR_CACHE_DIR or ~/.cache/infimmr) holds downloads.
+    override it. cache_dir (default $INFIMMR_CACHE_DIR or ~/.cache/infimmr) holds downloads; `retry` and
+    `cache_max_bytes` (None: unbounded) apply to S3 only.
     """
     parsed = urlparse(uri)
     if parsed.scheme == "s3":
         return S3Store(
-            parsed.netloc, parsed.path, endpoint_url=endpoint_url, region=region, profile=profile, cache_dir=cache_dir
+            parsed.netloc, parsed.path, endpoint_url=endpoint_url, region=region, profile=profile, cache_dir=cache_dir,
+            retry=retry, cache_max_bytes=cache_max_bytes,
         )
     if parsed.scheme in ("file", ""):
         return LocalStore(_local_root(uri), cache_dir=cache_dir)
@@ -695,4 +1031,6 @@ def open_store(
 
 
 def store_from_config(cfg: StoreConfig) -> ArtifactStore:
-    return open_store(cfg.uri, endpoint_url=cfg.endpoint_url, region=cfg.region, profile=cfg.profile, cache_dir=cfg.cache_dir)
+    retry = RetryBudget(attempts=cfg.retry_attempts, seconds=cfg.retry_seconds, request_attempts=cfg.request_attempts)
+    return open_store(cfg.uri, endpoint_url=cfg.endpoint_url, region=cfg.region, profile=cfg.profile, cache_dir=cfg.cache_dir,
+                      retry=retry, cache_max_bytes=cfg.cache_max_bytes)

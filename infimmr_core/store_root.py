@@ -44,7 +44,8 @@ def check_local_root(root: Path) -> None:
         raise NotAStoreRoot(f"{root} is not a directory")
     if (root / MARKER).is_file() or is_legacy_store(root):
         return
-    if any(root.iterdir()):
+    # A concurrent claim's temp marker (write_atomic's `.<name>.tmp-*`) means another process is making it a store.
+    if any(not entry.name.startswith(f".{MARKER}.tmp-") for entry in root.iterdir()):
         raise NotAStoreRoot(f"{root} is not empty and is not an infimmr store (no {MARKER}); a store replaces and "
                             "deletes directories in its root, so give it an empty or new directory")
 

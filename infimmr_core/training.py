@@ -124,7 +124,9 @@ def _store_record(ctx: StageContext, record_dir: Path | None) -> None:
         return
     stage = f"{ctx.stage}{RUN_RECORD_SUFFIX}"
     try:
-        ctx.store.put_dir(stage, ctx.key, record_dir, key_inputs={"record_of": ctx.stage, "key": ctx.key})
+        # replace: the record describes the latest computation of the key (a forced or crashed-then-rerun one too).
+        ctx.store.put_dir(stage, ctx.key, record_dir, key_inputs={"record_of": ctx.stage, "key": ctx.key},
+                          replace=True)
     except StoreError as error:  # a record is worth no lost phase: the artifact still commits
         ctx.log(f"the run record {stage}/{ctx.key} could not be stored: {error}")
     else:

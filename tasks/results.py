@@ -21,10 +21,7 @@ import re
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-import boto3
-from botocore.exceptions import ClientError
 from prefect._internal.compatibility.async_dispatch import async_dispatch
 from prefect._internal.result_records import ResultRecord, ResultRecordMetadata
 from prefect.filesystems import WritableFileSystem
@@ -169,12 +166,6 @@ class StoreResults(WritableFileSystem):
     def _local(self, path: str) -> Path:
         return Path(self.root) / RESULTS_PREFIX / path
 
-    def _s3(self, path: str) -> tuple[Any, str, str]:
-        parsed = urlparse(self.uri)
-        key = "/".join(p for p in (parsed.path.strip("/"), RESULTS_PREFIX, path) if p)
-        session = boto3.session.Session(profile_name=self.profile, region_name=self.region)
-        return session.client("s3", endpoint_url=self.endpoint_url), parsed.netloc, key
-
     def _read_raw(self, path: str) -> bytes:
         if self.root is not None:
             try:
@@ -182,14 +173,11 @@ class StoreResults(WritableFileSystem):
                     return f.read(MAX_RECORD_BYTES + 1)
             except FileNotFoundError as err:
                 raise ValueError(f"no result at {self._local(path)}") from err
-        client, bucket, key = self._s3(path)
-        try:
-            body = client.get_object(Bucket=bucket, Key=key)["Body"]
-            return body.read(MAX_RECORD_BYTES + 1)
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code", "") in {"404", "NoSuchKey", "NotFound"}:
-                raise ValueError(f"no result at s3://{bucket}/{key}") from e
-            raise
+        # Through the store: its retries (a reset or truncated body is read again) and its error types.
+        raw = self.store().read_object(f"{RESULTS_PREFIX}/{path}", max_bytes=MAX_RECORD_BYTES + 1)
+        if raw is None:
+            raise ValueError(f"no result at {self.uri}/{RESULTS_PREFIX}/{path}")
+        return raw
 
     def _read(self, path: str) -> bytes:
         self._check_name(path)
@@ -207,8 +195,7 @@ class StoreResults(WritableFileSystem):
         if self.root is not None:
             write_atomic(self._local(path), content)  # a reader never sees half a record
             return path
-        client, bucket, key = self._s3(path)
-        client.put_object(Bucket=bucket, Key=key, Body=content)
+        self.store().write_object(f"{RESULTS_PREFIX}/{path}", content)
         return path
 
     # Prefect calls these both ways (sync with `_sync=True`, and async), as it does LocalFileSystem's.

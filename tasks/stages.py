@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from infimmr_core.config import Recipe
 from infimmr_core.runner import StageFailed, run_stage_process
-from infimmr_core.stages import COLLECT, SHARD, STAGES, ArtifactRef, StagePlan, plan_stage, produce
+from infimmr_core.stages import COLLECT, SHARD, STAGES, ArtifactRef, StagePlan, leads_its_key, plan_stage, produce
 from infimmr_core.store import ArtifactStore, Manifest, store_from_config
 from infimmr.tasks.artifacts import TrainingProgress, stage_artifacts
 from infimmr.tasks.cache import StageCache
@@ -50,12 +50,27 @@ def _run_remote(plan: StagePlan, recipe: Recipe, force: bool, store: ArtifactSto
     stage, key = plan.stage, plan.key
     params = {"stage": stage, "recipe": recipe.model_dump(mode="json", by_alias=True), "force": force}
     name = stage_deployment_name(stage, recipe.runtime.gpu_stage_deployment)
-    flow_run = run_deployment(name, parameters=params, as_subflow=True)
+    timeout = remote_timeout_seconds(recipe)
+    # Without a timeout run_deployment polls forever: no worker on the pool, or a lost one, hangs the pipeline.
+    flow_run = run_deployment(name, parameters=params, as_subflow=True, timeout=timeout)
+    state = flow_run.state.name if flow_run.state else "unknown"
+    if flow_run.state is None or not flow_run.state.is_final():
+        raise StageFailed(
+            f"stage {stage}: deployment {name!r} did not finish flow run {flow_run.id} within {timeout} s "
+            f"(runtime.remote_stage_timeout_seconds); it is still {state}: is a worker polling its work pool? "
+            f"Cancel it with `prefect flow-run cancel {flow_run.id}`, or let it finish: the next run reuses key {key}")
     manifest = store.manifest(stage, key)
-    if flow_run.state is None or not flow_run.state.is_completed() or manifest is None:
-        state = flow_run.state.name if flow_run.state else "unknown"
-        raise StageFailed(f"stage {stage}: remote run {flow_run.id} ended {state} without storing key {key}")
+    if not flow_run.state.is_completed() or manifest is None:
+        raise StageFailed(f"stage {stage}: deployment {name!r} flow run {flow_run.id} ended {state} without storing "
+                          f"key {key}")
     return manifest
+
+
+def remote_timeout_seconds(recipe: Recipe) -> int:
+    """How long a remote stage run may take, from being scheduled to its end (see runtime.remote_stage_timeout_seconds):
+    by default the stage's own timeout plus an hour for a worker to pick it up and start its infrastructure."""
+    runtime = recipe.runtime
+    return runtime.remote_stage_timeout_seconds or runtime.stage_timeout_seconds + 3600
 
 
 def _total_steps(stage: str, recipe: Recipe) -> int | None:
@@ -92,7 +107,8 @@ def execute_stage(plan: StagePlan, recipe: Recipe, upstream: dict[str, ArtifactR
             logger.warning("%s: could not render UI artifacts: %s", stage, err)
         return manifest
 
-    ref = produce(store, plan, run, force=force)
+    # A remote stage run goes through produce itself, and holds the key's lease there.
+    ref = produce(store, plan, run, force=force, single_flight=not remote and leads_its_key(stage, recipe))
     if ref.reused:
         logger.info("%s: already in the store at %s", stage, ref.uri)
     return ref

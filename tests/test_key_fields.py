@@ -41,6 +41,10 @@ EXPECTED: dict[str, set[str]] = {
     # The warm-up shapes the base stage's artifact only: the stages that read it follow its digest.
     "warmup": {"base", "publish"},
     "store": NONE,
+    "store.retry_attempts": NONE,  # how a flaky S3 is retried and how big the cache may grow: never content
+    "store.retry_seconds": NONE,
+    "store.request_attempts": NONE,
+    "store.cache_max_bytes": NONE,
     "runtime": NONE,
     "prompts": EVERY_MODEL_STAGE,
     "rewards": EVERY_MODEL_STAGE,

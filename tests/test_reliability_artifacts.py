@@ -64,7 +64,8 @@ def test_a_phase_computed_twice_stores_the_same_digest_and_no_host_data(tmp_path
     for entry in first.files:
         data = (root / entry.path).read_bytes()
         assert not _is_pickle(data), f"{entry.path} is a pickle: loading the artifact would run code"
-        assert str(tmp_path).encode() not in data, f"{entry.path} names a local path of the machine that made it"
+        for local in (tmp_path, tiny_model_dir):  # the work directories, and where the starting model was read
+            assert str(local).encode() not in data, f"{entry.path} names a local path of the machine that made it"
     assert "model/training_args.bin" not in {f.path for f in first.files}
 
     # The training curve keeps every value a step computed, and no wall-clock figure.

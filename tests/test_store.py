@@ -84,7 +84,7 @@ def src(tmp_path) -> Path:
 def put_dir_crashing_before_commit(store, stage: str, key: str, src: Path) -> None:
     """Run put_dir but die after the files are uploaded, before the manifest is written."""
 
-    def crash(manifest):
+    def crash(manifest, **kwargs):
         raise RuntimeError("simulated crash before commit")
 
     # A private MonkeyPatch: undoing the test's own one would also drop s3_env's env vars.
@@ -188,12 +188,13 @@ def test_unreadable_manifest_commits_nothing_and_is_replaced(store, src):
 def test_replacing_an_artifact(store, src, tmp_path):
     first = store.put_dir(STAGE, "k1", src, key_inputs={"v": 1})
     new_tree = {"a.txt": b"new", "other/z.bin": b"\x01\x02"}
-    second = store.put_dir(STAGE, "k1", write_tree(tmp_path / "new", new_tree), key_inputs={"v": 2})
+    # A forced recompute (without replace the committed artifact is kept: tests/test_reliability_concurrency.py).
+    second = store.put_dir(STAGE, "k1", write_tree(tmp_path / "new", new_tree), key_inputs={"v": 2}, replace=True)
 
     assert second.digest != first.digest
     assert store.manifest(STAGE, "k1") == second
     assert read_tree(store.get_dir(STAGE, "k1")) == new_tree
-    assert stored_names(store, STAGE, "k1") == set(new_tree) | {MANIFEST_NAME}
+    assert stored_names(store, STAGE, "k1") == {f"{second.version}/{p}" for p in new_tree} | {MANIFEST_NAME}
 
 
 def test_digest_identifies_content_not_key_or_metadata(store, src, tmp_path):
@@ -355,7 +356,7 @@ def test_s3_cache_invalidated_when_content_changes(s3_env, src, tmp_path):
     out = store.get_dir(STAGE, "k1")
 
     new_tree = {"a.txt": b"replaced"}
-    replaced = store.put_dir(STAGE, "k1", write_tree(tmp_path / "new", new_tree), key_inputs={})
+    replaced = store.put_dir(STAGE, "k1", write_tree(tmp_path / "new", new_tree), key_inputs={}, replace=True)
     assert store.get_dir(STAGE, "k1") == out
     assert read_tree(out) == new_tree
     assert json.loads((out / MANIFEST_NAME).read_text())["digest"] == replaced.digest
@@ -368,7 +369,7 @@ def test_s3_cache_keeps_files_when_only_metadata_changes(s3_env, src):
     out = store.get_dir(STAGE, "k1")
     before = file_ids(out)
 
-    store.put_dir(STAGE, "k1", src, key_inputs={}, metrics={"acc": 0.2})
+    store.put_dir(STAGE, "k1", src, key_inputs={}, metrics={"acc": 0.2}, replace=True)
     assert store.get_dir(STAGE, "k1") == out
     assert json.loads((out / MANIFEST_NAME).read_text())["metrics"] == {"acc": 0.2}
     assert {rel: ids for rel, ids in file_ids(out).items() if rel != MANIFEST_NAME} == {
