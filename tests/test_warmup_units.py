@@ -8,7 +8,7 @@ import pytest
 from infimmr_core.config import PromptConfig
 from infimmr_core.data.schema import Sample
 from infimmr_core.rewards import accuracy_reward, format_reward
-from infimmr_core.warmup.schedule import all_reached, shares, weights
+from infimmr_core.warmup.schedule import all_reached, distance_to_target, shares, weights
 from infimmr_core.warmup.targets import WarmupDataError, training_chat, worked_answer
 
 
@@ -68,3 +68,23 @@ def test_shares_split_every_step_by_weight(task_weights, batch, step, expected):
 def test_tasks_rest_once_they_reach_the_target_and_the_warmup_ends_when_all_have(accuracy, expected_weights, done):
     assert weights(accuracy, 0.45, 0.25) == expected_weights
     assert all_reached(accuracy, 0.45) is done
+
+
+@pytest.mark.parametrize(
+    ("accuracy", "expected"),
+    [
+        ({"text": 0.35, "image": 0.35}, 0.0),
+        ({"text": 0.0, "image": 0.0}, 0.35),  # the untrained start: never kept over a model that learnt something
+        ({"text": 0.45, "image": 0.25}, 0.1),
+        ({"text": 0.66, "image": 0.80, "caption": 0.67}, 0.3656),  # the overshoot of one measured seed
+        ({}, 0.0),
+    ],
+)
+def test_distance_to_target_is_the_root_mean_square_gap(accuracy, expected):
+    assert distance_to_target(accuracy, 0.35) == pytest.approx(expected, abs=1e-4)
+
+
+def test_the_kept_model_is_the_check_closest_to_the_target():
+    # Three seeds' last checks overshot (0.52-0.80 after a jump); the check before the jump is closer and is kept.
+    checks = [{"t": 0.17, "i": 0.06}, {"t": 0.45, "i": 0.22}, {"t": 0.66, "i": 0.67}]
+    assert min(range(len(checks)), key=lambda n: distance_to_target(checks[n], 0.35)) == 1

@@ -18,11 +18,13 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def warmup_panel(log: list[dict[str, Any]]) -> Panel | None:
-    checks = [e for e in log if e.get("stage") == "warmup"]
+    checks = [e for e in log if e.get("stage") == "warmup" and "dev_accuracy" in e]
     if not checks:
         return None
     tasks = list(checks[0]["dev_accuracy"])
-    return Panel("warm-up: dev accuracy % (supervised)", [
+    kept = next((e["kept_step"] for e in log if "kept_step" in e), None)
+    title = "warm-up: dev accuracy % (supervised)" + (f", kept step {kept}" if kept is not None else "")
+    return Panel(title, [
         Series(task, [(e["step"], 100 * e["dev_accuracy"][task]) for e in checks]) for task in tasks
     ], y_range=(0, 100))
 

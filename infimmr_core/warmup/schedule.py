@@ -35,3 +35,11 @@ def all_reached(accuracy: dict[str, float], target: float) -> bool:
 
 def is_check_step(step: int, check_every: int, max_steps: int) -> bool:
     return step % check_every == 0 or step == max_steps
+
+
+def distance_to_target(accuracy: dict[str, float], target: float) -> float:
+    """Root mean square distance of the tasks' dev accuracies from the target: the kept model is the checked one that
+    minimises it, so no task is far above the target (no headroom) or far below it (no reward signal)."""
+    if not accuracy:
+        return 0.0
+    return (sum((value - target) ** 2 for value in accuracy.values()) / len(accuracy)) ** 0.5
