@@ -133,8 +133,6 @@ def _new_version() -> str:
     return f".version-{uuid.uuid4().hex}"
 
 
-
-
 def content_digest(files: list[FileEntry]) -> str:
     """The manifest digest of these files (see Manifest)."""
     pairs = sorted([f.path, f.sha256] for f in files)
@@ -266,7 +264,6 @@ class ArtifactStore(ABC):
     @abstractmethod
     def _remove_version(self, stage: str, key: str, version: str) -> None:
         """Delete folder `version` of (stage, key) (an upload that failed), best effort."""
-
 
     @abstractmethod
     def _materialize(self, manifest: Manifest, *, verify: bool) -> Path: ...
@@ -639,7 +636,6 @@ class S3Store(ArtifactStore):
         base = self._key_prefix(manifest.stage, manifest.key)
         return base + manifest.version + "/" if manifest.version else base
 
-
     def _key_prefix(self, stage: str, key: str) -> str:
         _check_name("stage", stage)
         _check_name("key", key)
@@ -967,10 +963,6 @@ class S3Store(ArtifactStore):
                         raise ArtifactCorrupt(f"{where}: file {entry.path!r} is missing from the bucket") from e
                     raise
 
-
-# Cache directories this process has handed out (get_dir, get_file): a stage may still be reading them, so the LRU
-# bound never evicts them.
-_HANDED_OUT: set[Path] = set()
 
 def _precondition_failed(e: ClientError) -> bool:
     """A conditional request (If-None-Match / If-Match) lost: the object exists, or changed since we read it."""

@@ -8,11 +8,14 @@ seeded probability `rate` it instead suffers one fault, drawn from `kinds`:
     500           500 InternalError (S3's XML error body)
     503           503 ServiceUnavailable
     slowdown      503 SlowDown ("Please reduce your request rate")
-    truncate      S3's answer with its full Content-Length, but only half the body, then a reset
+    truncate      S3's answer with its full Content-Length, but only half the body, then a reset (drawn for GETs
+                  only: other answers have no body worth cutting)
     latency       forwarded normally, 0.2 to 1 s late
 
-`plan([...])` forces the next faults, in order, on the requests that `match` (for tests of one fault kind).
-`faults` counts what was injected, `requests` what arrived. Standard library only.
+`weights` makes some kinds likelier than others (default: all alike). `plan([...])` forces the next faults, in
+order, on the requests that `match` (for tests of one fault kind). `faults` counts what was injected, `requests`
+what arrived, `methods` the requests per method, and `repeated` the faulted requests that the client sent again
+(the same method and path): its retries, seen from the wire. Standard library only.
 
     python tests/faulty_s3_proxy.py UPSTREAM_URL PORT RATE [SEED]   # serve until interrupted
 """
@@ -45,15 +48,19 @@ Match = Callable[[str, str], bool]  # (method, path) -> is this request eligible
 
 class FaultyS3Proxy:
     def __init__(self, upstream: str, *, rate: float = 0.0, seed: int = 0, kinds: tuple[str, ...] = KINDS,
-                 port: int = 0):
+                 weights: dict[str, float] | None = None, port: int = 0):
         unknown = set(kinds) - set(KINDS)
         if unknown:
             raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {KINDS}")
         parsed = urlparse(upstream)
         self.upstream = (parsed.hostname, parsed.port or 80)
         self.rate, self.kinds = rate, kinds
+        self.weights = [float((weights or {}).get(kind, 1.0)) for kind in kinds]
         self.faults: Counter[str] = Counter()
+        self.methods: Counter[str] = Counter()
         self.requests = 0
+        self.repeated = 0
+        self._faulted: set[tuple[str, str]] = set()
         self._rng = random.Random(seed)
         self._planned: list[tuple[str, Match]] = []
         self._lock = threading.Lock()
@@ -89,7 +96,10 @@ class FaultyS3Proxy:
         with self._lock:
             self._planned.clear()
             self.faults.clear()
+            self.methods.clear()
             self.requests = 0
+            self.repeated = 0
+            self._faulted.clear()
             if rate is not None:
                 self.rate = rate
 
@@ -102,15 +112,22 @@ class FaultyS3Proxy:
         """The fault for this request, if any (and count it)."""
         with self._lock:
             self.requests += 1
+            self.methods[method] += 1
+            if (method, path) in self._faulted:
+                self._faulted.discard((method, path))
+                self.repeated += 1
             kind = None
             for i, (planned, match) in enumerate(self._planned):
                 if match(method, path):
                     kind = self._planned.pop(i)[0]
                     break
             if kind is None and self.rate and self._rng.random() < self.rate:
-                kind = self._rng.choice(self.kinds)
+                weights = [w if k != "truncate" or method == "GET" else 0.0 for k, w in zip(self.kinds, self.weights)]
+                kind = self._rng.choices(self.kinds, weights)[0]
             if kind is not None:
                 self.faults[kind] += 1
+                if kind != "latency":
+                    self._faulted.add((method, path))
             return kind
 
 
