@@ -32,7 +32,7 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -q
 
 # Issue 13's guarantees (README, Reliability and security): hostile rows, damaged files, paths, store records; the
-# fast ones also run in `make test`, the end-to-end CLI ones (marked slow too) only here and in test-slow. ~10 min.
+# fast ones also run in `make test`, the end-to-end CLI ones (marked slow too) only here and in test-slow. Not re-timed since items 3-6 and 9 (estimated ~30 min).
 test-reliability: $(STAMP)
 	$(BIN)/python -m pytest -m reliability -q
 
