@@ -46,7 +46,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from infimmr_core import download_cache
-from infimmr_core.atomic import fsync_dir, write_atomic
+from infimmr_core.atomic import fsync_dir, write_atomic, write_temp
 from infimmr_core.config import StoreConfig
 from infimmr_core.s3_retry import BodyMismatch, RetriesExhausted, RetryBudget, RetryingClient, describe
 from infimmr_core.store_root import NotAStoreRoot, check_local_root, claim
@@ -529,12 +529,8 @@ LEASES = ".leases"
 def _link_exclusive(path: Path, data: bytes) -> bool:
     """Write `path` only if it does not exist, atomically: the whole file appears at once (a hard link of a complete,
     fsynced temp file), or not at all when another writer was first."""
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+    tmp = write_temp(path, data)
     try:
-        with tmp.open("wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
         try:
             os.link(tmp, path)
         except FileExistsError:

@@ -15,6 +15,7 @@ import pytest
 from faulty_s3_proxy import FaultyS3Proxy
 from infimmr_core import download_cache, store as store_module
 from infimmr_core.store import MANIFEST_NAME, S3Store, open_store
+from trees import read_tree, write_tree
 
 pytestmark = pytest.mark.reliability
 
@@ -36,17 +37,6 @@ def fresh_process():
     yield
     store_module._HANDED_OUT.clear()
 
-
-def write_tree(root: Path, tree: dict[str, bytes]) -> Path:
-    for rel, data in tree.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_bytes(data)
-    return root
-
-
-def read_tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*")
-            if p.is_file() and p.name != MANIFEST_NAME}
 
 
 def s3(bucket: str, cache: Path, endpoint: str | None = None, **kwargs) -> S3Store:

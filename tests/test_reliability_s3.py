@@ -20,6 +20,7 @@ from faulty_s3_proxy import KINDS, FaultyS3Proxy
 from infimmr_core.config import StoreConfig
 from infimmr_core.s3_retry import BodyMismatch, RetriesExhausted, RetryBudget, backoff, is_transient, retry_call
 from infimmr_core.store import ArtifactCorrupt, S3Store, StoreError, StoreUnavailable, open_store, store_from_config
+from trees import read_tree, write_tree
 
 pytestmark = pytest.mark.reliability
 
@@ -40,17 +41,6 @@ def faulty(proxy):
     yield proxy
     proxy.reset(rate=0.0)
 
-
-def write_tree(root: Path, tree: dict[str, bytes]) -> Path:
-    for rel, data in tree.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_bytes(data)
-    return root
-
-
-def read_tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*")
-            if p.is_file() and p.name != "MANIFEST.json"}
 
 
 def via(proxy: FaultyS3Proxy, bucket: str, cache: Path, budget: RetryBudget = FAST) -> S3Store:
