@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-seeds test test-slow test-reliability served-starts lock lock-py312 lock-py313 gpu-wheels gpu-check gpu-check-tiny clean-venv
+.PHONY: demo demo-seeds test test-slow test-reliability served-starts bench lock lock-py312 lock-py313 gpu-wheels gpu-check gpu-check-tiny clean-venv
 
 $(STAMP): pyproject.toml constraints/cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ test-reliability: $(STAMP)
 # 100 starts of a served deployment under heartbeats: none may fail (CPython 3.11's AST race, issue 10). ~15 min.
 served-starts: $(STAMP)
 	$(BIN)/python benchmarks/served_starts.py --runs 100 --parallel 1
+
+# Issue 15's benchmarks (README, Performance): each ratio measured side by side in one run; writes build/bench/bench.json
+# and bench.md and prints the table. Not part of `make test`; under 20 minutes on 2 cores. BENCH_ARGS=--quick for a smoke check.
+BENCH_ARGS ?=
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.perf.run --out build/bench $(BENCH_ARGS)
 
 lock: $(STAMP)
 	@{ sed -n '1,3p' constraints/cpu.txt; $(BIN)/pip freeze --exclude-editable | grep -v '^infimmr'; } > constraints/cpu.txt.new
