@@ -56,9 +56,41 @@ def _print_curriculum(recipe: Recipe, summary: dict[str, Any]) -> None:
     print(f"\n{LEGEND}:\n{text_table(json.loads(raw))}\nlearning curves: {evaluate['uri']}/learning.png", file=sys.stderr)
 
 
+def _stored_run(recipe: Recipe) -> dict[str, Any] | None:
+    """A run whose every stage is stored, answered from the store when the alternative is starting Prefect's temporary
+    server for nothing (20-60 s on a loaded machine, most of a cached rerun); None when the run goes through Prefect:
+    a stage to compute, or a Prefect server of the operator's, where the run shows up Cached."""
+    from infimmr.flows.summary import stored_run
+
+    summary = stored_run(recipe)
+    if summary is None:
+        return None
+    from infimmr.flows.prefect_api import needs_temporary_server
+
+    if not needs_temporary_server():
+        return None
+    print("every stage is stored: answered from the store without starting Prefect's temporary server "
+          "(`--always-prefect` records a flow run)", file=sys.stderr)
+    return summary
+
+
+def _report(args: argparse.Namespace, recipe: Recipe, summary: dict[str, Any], started: float) -> int:
+    total = time.perf_counter() - started
+    summary["seconds"] = round(total, 3)
+    _print_summary(summary, total)
+    _print_curriculum(recipe, summary)
+    if args.json:
+        print(json.dumps(summary))
+    return 0
+
+
 def _run(args: argparse.Namespace, stage: str | None) -> int:
     recipe = _recipe_from(args)
     _quiet_offline_prefect()
+    if stage is None and not args.force and not args.always_prefect:
+        started = time.perf_counter()
+        if (summary := _stored_run(recipe)) is not None:
+            return _report(args, recipe, summary, started)
     from infimmr.flows.pipeline import infimmr_pipeline, infimmr_stage
     from infimmr.flows.prefect_api import PrefectUnavailable, ensure_api
     from infimmr_core.stages import UpstreamMissing
@@ -80,13 +112,7 @@ def _run(args: argparse.Namespace, stage: str | None) -> int:
     except Exception as err:  # a failed stage: Prefect has logged the details; say which and how to resume
         print(f"error: {err}\nfinished stages are kept in the store; run the same command again to resume", file=sys.stderr)
         return 1
-    total = time.perf_counter() - started
-    summary["seconds"] = round(total, 3)
-    _print_summary(summary, total)
-    _print_curriculum(recipe, summary)
-    if args.json:
-        print(json.dumps(summary))
-    return 0
+    return _report(args, recipe, summary, started)
 
 
 def _server(args: argparse.Namespace) -> int:
@@ -218,7 +244,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="infimmr", description="Infi-MMR curriculum GRPO pipeline.")
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_run_options(sub.add_parser("run", help="run the whole pipeline (finished stages come from the store)"))
+    run = sub.add_parser("run", help="run the whole pipeline (finished stages come from the store)")
+    _add_run_options(run)
+    run.add_argument("--always-prefect", action="store_true",
+                     help="go through Prefect even when every stage is stored (without PREFECT_API_URL such a run is "
+                          "answered from the store, without starting Prefect's temporary server or recording a flow run)")
     stage = sub.add_parser("stage", help="run one stage (its inputs must already be in the store)")
     stage.add_argument("name", choices=STAGES)
     _add_run_options(stage)

@@ -15,20 +15,13 @@ from infimmr_core.stages import (
 )
 from infimmr_core.store import ArtifactStore, store_from_config
 from infimmr.flows.parameters import Override, RecipeChoice, record_recipe, resolve_recipe
+from infimmr.flows.summary import run_summary, stage_summary
 from infimmr.tasks.stages import GPU_STAGES, StageOutcome, call_stage, map_stage
 
 
 def _summary(recipe: Recipe, outcomes: dict[str, StageOutcome]) -> dict[str, Any]:
-    return {
-        "recipe": recipe.name,
-        "store": recipe.store.uri,
-        "flow_run_id": str(flow_run.id),
-        "stages": {
-            name: {"state": o.state, "prefect_state": o.prefect_state, "uri": o.ref.uri, "digest": o.ref.digest,
-                   "seconds": o.seconds, "metrics": o.ref.metrics, **({"parts": o.parts} if o.parts else {})}
-            for name, o in outcomes.items()
-        },
-    }
+    return run_summary(recipe, str(flow_run.id), {
+        name: stage_summary(o.state, o.prefect_state, o.ref, o.seconds, o.parts) for name, o in outcomes.items()})
 
 
 def run_curate(recipe: Recipe, upstream: dict[str, ArtifactRef], *, force: bool, store: ArtifactStore) -> StageOutcome:

@@ -27,11 +27,16 @@ def startup_seconds(environ: dict[str, str]) -> int:
     return value if value > 0 else STARTUP_SECONDS
 
 
-def ensure_api() -> None:
-    """Start Prefect's temporary server now when the run would need one (no PREFECT_API_URL); later calls reuse it."""
+def needs_temporary_server() -> bool:
+    """Would a run start Prefect's temporary server (no PREFECT_API_URL, and a temporary server allowed)?"""
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 
-    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+    return not PREFECT_API_URL.value() and bool(PREFECT_SERVER_EPHEMERAL_ENABLED.value())
+
+
+def ensure_api() -> None:
+    """Start Prefect's temporary server now when the run would need one (no PREFECT_API_URL); later calls reuse it."""
+    if not needs_temporary_server():
         return  # a server of the operator's, or none allowed: Prefect's own error then says so
     from prefect.server.api.server import SubprocessASGIServer
 

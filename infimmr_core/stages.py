@@ -384,18 +384,27 @@ def resolve_upstream(store: ArtifactStore, stage: str, recipe: Recipe) -> dict[s
     """The stored inputs of `stage` for this recipe, walking the graph from the start; a clear error names the first
     stage that has to run before this one can."""
     needed = _ancestors(stage, recipe)
+    refs, missing = stored_chain(store, recipe, [name for name in STAGES if name in needed])
+    if missing is not None:
+        raise UpstreamMissing(
+            f"stage {stage} needs the output of stage {missing}, which is not in the store {store.uri} for this "
+            f"recipe: run `infimmr stage {missing}` (or `infimmr run`) first"
+        )
+    return {u: refs[u] for u in upstream_of(stage, recipe)}
+
+
+def stored_chain(
+    store: ArtifactStore, recipe: Recipe, stages: list[str] | tuple[str, ...],
+) -> tuple[dict[str, ArtifactRef], str | None]:
+    """The stored artifact of each of `stages` (in graph order, each one's upstream among them), looked up by key as
+    `produce` would; stops at the first stage that is not stored and names it (None when every one is)."""
     refs: dict[str, ArtifactRef] = {}
-    for name in STAGES:
-        if name not in needed:
-            continue
+    for name in stages:
         ref = stored_ref(store, name, recipe, {u: refs[u] for u in upstream_of(name, recipe)})
         if ref is None:
-            raise UpstreamMissing(
-                f"stage {stage} needs the output of stage {name}, which is not in the store {store.uri} for this "
-                f"recipe: run `infimmr stage {name}` (or `infimmr run`) first"
-            )
+            return refs, name
         refs[name] = ref
-    return {u: refs[u] for u in upstream_of(stage, recipe)}
+    return refs, None
 
 
 def _ancestors(stage: str, recipe: Recipe) -> set[str]:
