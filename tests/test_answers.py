@@ -8,10 +8,11 @@ from fractions import Fraction
 import pytest
 
 from infimmr_core.answers.choices import letter_of, letters_in
-from infimmr_core.answers.compare import compare
+from infimmr_core.answers.compare import SymbolicNeeded, compare
 from infimmr_core.answers.extract import extract_final, final_boxes
 from infimmr_core.answers.latex import drop_label
-from infimmr_core.answers.numbers import parse_bearing, parse_number, same_quantity, strip_unit
+from infimmr_core.answers.numbers import exact_verdict, parse_bearing, parse_number, same_quantity, strip_unit
+from infimmr_core.answers.symbolic import mv_compare
 from infimmr_core.answers.official import hendrycks, mathvision, mathvista, prm800k
 
 
@@ -93,6 +94,46 @@ def test_extraction(response, final, boxes):
 ])
 def test_semantic_comparison_edge_cases(pred, gold, expected):
     assert compare(pred, gold)[0] == expected
+
+
+# Plain numbers are decided without math-verify (`exact_verdict`); the verdict must be the one math-verify gives on the
+# forms `compare_math` would hand it. None: only math-verify can tell (its 6-decimal rounding, percent signs).
+@pytest.mark.parametrize("gold, pred, fast, slow", [
+    ("42", "42", True, True), ("42", "42.0", True, True), ("42", "43", False, False), ("42", "-42", False, False),
+    ("1,234", "1234", True, True), ("1,234", "1,243", False, False), ("-7", "7", False, False),
+    ("3.75", "\\frac{15}{4}", True, True), ("3.75", "3.7", False, False), ("161.93", "161.94", False, False),
+    ("2.50", "2.5", True, True), ("2.5", "2", False, False), ("0.1", "0.10001", False, False),
+    ("1/3", "0.333333", None, True), ("1/3", "0.3333333", None, True), ("0.1", "0.1000001", None, True),
+    ("1/3", "0.33", False, False), ("\\frac{3}{4}", "\\frac{4}{3}", False, False), ("\\frac{3}{4}", "0.75", True, True),
+    ("\\frac{3}{4}", "6/8", True, True), ("12 3/5", "12.6", True, True), ("12 3/5", "12.5", False, False),
+    ("\\frac{3.5}{2}", "1.75", True, True), ("\\frac{3.5}{2}", "1.7", False, False),
+    ("101_2", "5", True, True), ("101_2", "101", False, False), ("12 cm", "12", True, True), ("12 cm", "13", False, False),
+    ("1234567.891", "1234567.892", False, False), ("9" * 40, "9" * 39 + "8", False, False), ("9" * 40, "9" * 40, True, True),
+    ("50\\%", "0.5", True, True), ("50\\%", "60\\%", None, False), ("50\\%", "0.6", None, False),
+    ("\u22123", "-3", True, True), ("\uff13", "3", True, True),
+])
+def test_exact_verdict_agrees_with_math_verify(gold, pred, fast, slow):
+    g, p = parse_number(gold), parse_number(pred)
+    assert exact_verdict(g, p) is fast
+    assert (mv_compare(g.latex, p.latex)[0] == 1.0) is slow
+
+
+@pytest.mark.parametrize("pred, gold, answer_type, choices", [
+    ("42", "42", None, None), ("43", "42", "numeric", None), ("3/4", "0.75", None, None), ("(B)", "B", None, ["1", "2"]),
+    ("C", "B", "multiple_choice", ["1", "2", "3"]), ("2", "B", None, ["1", "2"]), ("North-East", "north east", "text", None),
+    ("no", "yes", None, None), ("12 cm", "12", None, None), ("0.5", "B", None, ["1", "\\frac{1}{2}"]),
+])
+def test_compare_without_math_verify_is_the_same_verdict(pred, gold, answer_type, choices):
+    assert compare(pred, gold, answer_type, choices, symbolic=False) == compare(pred, gold, answer_type, choices)
+
+
+@pytest.mark.parametrize("pred, gold, answer_type, choices", [
+    ("x+1", "1+x", None, None), ("1/3", "0.333333", None, None), ("2\\sqrt{3}", "\\sqrt{12}", "expression", None),
+    ("abc", "12", "numeric", None), ("50\\%", "0.6", None, None),
+])
+def test_compare_without_math_verify_says_when_it_is_needed(pred, gold, answer_type, choices):
+    with pytest.raises(SymbolicNeeded):
+        compare(pred, gold, answer_type, choices, symbolic=False)
 
 
 # --- official building blocks ----------------------------------------------------------------------------------------

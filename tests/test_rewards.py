@@ -21,6 +21,7 @@ from infimmr_core.rewards import (
     score,
     score_batch,
 )
+from infimmr_core.rewards.accuracy import answer_accuracy, quick_accuracy
 
 
 def resp(answer: str, think: str = "Let me work it out.") -> str:
@@ -298,7 +299,7 @@ def test_pathological_batch_is_bounded(capsys):
     assert out[0].accuracy == 0.0 and out[0].reason in ("timeout", "mismatch")
     assert (out[1].format, out[1].accuracy, out[1].reason) == (1.0, 0.0, "timeout")
     assert out[2].accuracy == 1.0
-    assert wall < 1.0 + 1.0 + 1.5  # timeout + 1 s, plus pool start-up
+    assert wall < 1.0 + 1.0 + 2.0  # timeout + 1 s, plus pool start-up (which warms math-verify up in the forkserver)
 
 
 def test_hung_worker_is_killed_and_replaced():
@@ -377,15 +378,42 @@ def test_score_batch_kwargs_and_edge_sizes():
 
 
 def test_reward_pool_reuse_and_recovery():
-    items = [ScoreItem(completion=boxed(str(i)), gold=str(i % 5)) for i in range(40)]
+    # Sums, not plain numbers: those are decided in the calling process and would start no worker.
+    items = [ScoreItem(completion=boxed(f"x+{i}"), gold=f"{i % 5}+x") for i in range(40)]
     expected = [score(it.completion, it.gold) for it in items]
     with RewardPool(workers=2, timeout=2.0) as pool:
         assert pool.score(items) == expected
-        # A worker that died while idle (e.g. OOM-killed) is replaced on the next call.
+        # A worker that died while idle (e.g. OOM-killed) is replaced on the next call (new answers: the pool
+        # remembers the verdicts it has given).
         pool._pool[0].proc.kill()
         pool._pool[0].proc.join()
-        assert pool.score(items) == expected
+        others = [ScoreItem(completion=boxed(f"y+{i}"), gold=f"{i % 5}+y") for i in range(40)]
+        assert pool.score(others) == [score(it.completion, it.gold) for it in others]
         slow = pool.score([ScoreItem(completion=SLOW, gold="1"), items[3]])
         assert [b.reason for b in slow] == ["timeout", ""]
     with pytest.raises(RuntimeError):
         pool.score(items)
+
+
+# Decided in the calling process (no math-verify): must be exactly what a worker would say. None: a worker's job.
+@pytest.mark.parametrize("pred, gold, answer_type, choices, quick", [
+    ("42", "42", "numeric", None, (1.0, "")), ("42", "43", None, None, (0.0, "mismatch")),
+    ("\\frac{3}{4}", "0.75", None, None, (1.0, "")), ("(C)", "B", None, OPTS, (0.0, "mismatch")),
+    ("14", "C", "multiple_choice", OPTS, (1.0, "")), ("Blue", "blue", "text", None, (1.0, "")),
+    ("7", "", "numeric", None, (0.0, "unparsable gold")), ("1/3", "0.333333", None, None, None),
+    ("x+1", "1+x", None, None, None), ("1" * 500, "1" * 500, None, None, None),
+])
+def test_quick_accuracy_is_the_workers_verdict(pred, gold, answer_type, choices, quick):
+    assert quick_accuracy(pred, gold, answer_type, choices) == quick
+    if quick is not None:
+        assert answer_accuracy(pred, gold, answer_type, choices, timeout=5.0) == quick
+
+
+def test_pool_starts_workers_only_for_math_verify():
+    items = [ScoreItem(completion=boxed(a), gold=g, choices=c) for a, g, c in [
+        ("42", "42", None), ("41", "42", None), ("(B)", "B", OPTS), ("blue", "Blue", None), ("0.5", "1/2", None)]]
+    with RewardPool(workers=2, timeout=2.0) as pool:
+        assert pool.score(items * 3) == [score(it.completion, it.gold, choices=it.choices) for it in items * 3]
+        assert pool._pool == []
+        assert pool.score([ScoreItem(completion=boxed("2x"), gold="x+x")])[0].accuracy == 1.0
+        assert len(pool._pool) == 1  # one item: one worker

@@ -12,23 +12,32 @@ from collections.abc import Callable
 
 from infimmr_core.answers.choices import gold_letter, letter_of, letters_for, looks_like_text, option_index
 from infimmr_core.answers.latex import norm_text, strip_math_delims, unwrap_text_cmds
-from infimmr_core.answers.numbers import numbers_match, parse_number, strip_unit
+from infimmr_core.answers.numbers import exact_verdict, parse_number, strip_unit
 from infimmr_core.answers.symbolic import mv_compare
 
 ANSWER_TYPES = ("multiple_choice", "numeric", "expression", "text", "unverifiable")
 
-Comparator = Callable[[str, str, "list[str] | None"], "tuple[float, str]"]
+Comparator = Callable[..., "tuple[float, str]"]
 
 
-def compare_math(pred: str, gold: str, *, constant_gold: bool) -> tuple[float, str]:
+class SymbolicNeeded(Exception):
+    """Raised by `compare(..., symbolic=False)` when only math-verify (sympy) can give the verdict."""
+
+
+def compare_math(pred: str, gold: str, *, constant_gold: bool, symbolic: bool = True) -> tuple[float, str]:
     gold = strip_math_delims(gold)
     pred = strip_math_delims(pred)
     if not gold:
         return 0.0, "unparsable gold"
     g_num, p_num = parse_number(gold), parse_number(pred)
-    if g_num is not None and p_num is not None and numbers_match(g_num, p_num):
-        return 1.0, ""
-    # Not equal as plain numbers: let math-verify decide (0.333333 vs 1/3 rounds equal there),
+    if g_num is not None and p_num is not None:
+        # Two plain numbers: usually decided exactly, as math-verify would (no sympy, no parse: microseconds).
+        same = exact_verdict(g_num, p_num)
+        if same is not None:
+            return (1.0, "") if same else (0.0, "mismatch")
+    if not symbolic:
+        raise SymbolicNeeded
+    # Not decided as plain numbers: let math-verify decide (0.333333 vs 1/3 rounds equal there),
     # feeding it the separator/unit-free forms where we have them.
     return mv_compare(
         g_num.latex if g_num else strip_unit(gold),
@@ -37,22 +46,22 @@ def compare_math(pred: str, gold: str, *, constant_gold: bool) -> tuple[float, s
     )
 
 
-def _compare_numeric(pred: str, gold: str, choices: list[str] | None) -> tuple[float, str]:
-    return compare_math(pred, gold, constant_gold=True)
+def _compare_numeric(pred: str, gold: str, choices: list[str] | None, symbolic: bool = True) -> tuple[float, str]:
+    return compare_math(pred, gold, constant_gold=True, symbolic=symbolic)
 
 
-def _compare_expression(pred: str, gold: str, choices: list[str] | None) -> tuple[float, str]:
-    return compare_math(pred, gold, constant_gold=False)
+def _compare_expression(pred: str, gold: str, choices: list[str] | None, symbolic: bool = True) -> tuple[float, str]:
+    return compare_math(pred, gold, constant_gold=False, symbolic=symbolic)
 
 
-def _compare_text(pred: str, gold: str, choices: list[str] | None) -> tuple[float, str]:
+def _compare_text(pred: str, gold: str, choices: list[str] | None, symbolic: bool = True) -> tuple[float, str]:
     g = norm_text(gold)
     if not g:
         return 0.0, "unparsable gold"
     return (1.0, "") if norm_text(pred) == g else (0.0, "mismatch")
 
 
-def _compare_multiple_choice(pred: str, gold: str, choices: list[str] | None) -> tuple[float, str]:
+def _compare_multiple_choice(pred: str, gold: str, choices: list[str] | None, symbolic: bool = True) -> tuple[float, str]:
     wanted = gold_letter(gold, choices)
     if wanted is None:
         return 0.0, "unparsable gold"
@@ -69,7 +78,7 @@ def _compare_multiple_choice(pred: str, gold: str, choices: list[str] | None) ->
     gold_text = choices[letters_for(choices).index(wanted)]
     if looks_like_text(gold_text):
         return 0.0, "mismatch"
-    acc, reason = compare_math(pred, gold_text, constant_gold=False)
+    acc, reason = compare_math(pred, gold_text, constant_gold=False, symbolic=symbolic)
     return (acc, "") if acc == 1.0 else (0.0, "mismatch" if reason == "unparsable gold" else reason)
 
 
@@ -105,14 +114,20 @@ def check_answer_type(answer_type: str) -> None:
         raise ValueError(f"answer_type must be one of {ANSWER_TYPES}, got {answer_type!r}")
 
 
-def compare(pred: str, gold: str, answer_type: str | None = None, choices: list[str] | None = None) -> tuple[float, str]:
+def compare(
+    pred: str, gold: str, answer_type: str | None = None, choices: list[str] | None = None, *, symbolic: bool = True
+) -> tuple[float, str]:
     """(1.0, "") when ``pred`` equals ``gold`` under its answer type, else (0.0, reason). Exceptions propagate: the
-    caller decides what a verifier error scores (the reward and the scorers: 0, with that reason)."""
+    caller decides what a verifier error scores (the reward and the scorers: 0, with that reason).
+
+    ``symbolic=False`` never calls math-verify: it raises `SymbolicNeeded` where the verdict needs it, so a caller
+    can decide the rest (letters, text, plain numbers) at once, where no hard timeout is needed, and send only these
+    to the worker processes."""
     if answer_type is not None:
         check_answer_type(answer_type)
     if answer_type == "unverifiable":
         return 0.0, "unverifiable"
     kind = answer_type or infer_answer_type(gold, choices)
-    acc, reason = COMPARATORS[kind](pred, gold, choices)
+    acc, reason = COMPARATORS[kind](pred, gold, choices, symbolic=symbolic)
     # Belt and braces: whatever a comparator returns, 1 only comes with no failure reason.
     return (1.0, "") if acc == 1.0 and not reason else (0.0, reason or "mismatch")

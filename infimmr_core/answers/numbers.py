@@ -131,6 +131,31 @@ def numbers_match(gold: Number, pred: Number) -> bool:
     return bool(values(gold) & values(pred))
 
 
+# How far apart two numbers must be for math-verify to call them different for sure: it compares a decimal (a sympy
+# Float, 15 significant digits) with another number after rounding both to 6 decimal places, so values within 1e-6 of
+# each other (plus the Float's own representation error, relative 1e-15) may round equal. The margin is kept 1e3
+# times wider than that error on purpose.
+_ROUNDING_MARGIN = Fraction(2, 10**6)
+_RELATIVE_MARGIN = Fraction(1, 10**12)
+
+
+def exact_verdict(gold: Number, pred: Number) -> bool | None:
+    """Math-verify's verdict on two plain numbers, decided without it: True when they match (`numbers_match`), False
+    when math-verify would certainly call them different, None when only math-verify can tell (a percent sign, or a
+    decimal within its rounding of the other number: 0.333333 and 1/3 round equal there).
+
+    Exact rationals (no decimal point on either side) are compared exactly by math-verify too, so any difference
+    decides; `compare_math` hands math-verify these numbers' `latex` forms, which is what this mirrors."""
+    if numbers_match(gold, pred):
+        return True
+    if gold.percent or pred.percent:
+        return None
+    if "." not in gold.latex and "." not in pred.latex:
+        return False
+    margin = _ROUNDING_MARGIN + _RELATIVE_MARGIN * max(abs(gold.value), abs(pred.value))
+    return False if abs(gold.value - pred.value) > margin else None
+
+
 # Length units to metres; an area or volume unit is the same word with ^2 / ^3.
 _LENGTH = {"mm": Fraction(1, 1000), "cm": Fraction(1, 100), "m": Fraction(1), "km": Fraction(1000),
            "metre": Fraction(1), "metres": Fraction(1), "meter": Fraction(1), "meters": Fraction(1)}

@@ -1,9 +1,15 @@
 """Batch scoring in worker processes, with a hard per-item wall timeout.
 
 math-verify's own timeouts rely on ``signal.alarm`` (main thread only) and sympy can hang for a long time on inputs
-like ``9^{9^{9^9}}``, sometimes inside C code where no Python signal handler runs. So every item is scored in a
-worker process: the worker's own deadline normally stops a slow item, and the parent kills a worker that overruns and
-starts a new one, so a batch never hangs.
+like ``9^{9^{9^9}}``, sometimes inside C code where no Python signal handler runs. So every verdict that needs
+math-verify is computed in a worker process: the worker's own deadline normally stops a slow item, and the parent
+kills a worker that overruns and starts a new one, so a batch never hangs.
+
+Everything else is decided in the calling process, warm and without a round trip: the format reward and the answer
+extraction (regexes), the verdicts that need no math-verify (`accuracy.quick_accuracy`: letters, text, plain
+numbers), and answers already scored (a GRPO group repeats the same final answer many times, and the verdict depends
+on the extracted answer only). Workers are started only when a batch has symbolic work, so they cost nothing where
+they would not pay.
 """
 
 from __future__ import annotations
@@ -13,15 +19,17 @@ import multiprocessing.connection
 import signal
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Sequence
+from importlib import import_module
 from typing import Any
 
 from pydantic import BaseModel
 
-from infimmr_core.answers.extract import check_answer_format
+from infimmr_core.answers.compare import check_answer_type
+from infimmr_core.answers.extract import check_answer_format, extract_answer
 from infimmr_core.data.schema import AnswerType
-from infimmr_core.rewards.accuracy import DEFAULT_TIMEOUT
+from infimmr_core.rewards.accuracy import DEFAULT_TIMEOUT, answer_accuracy, no_answer_reason, quick_accuracy
 from infimmr_core.rewards.combined import RewardBreakdown, breakdown, score
 from infimmr_core.rewards.format import check_format_mode, format_reward
 
@@ -41,6 +49,13 @@ _SCORE_KWARGS = frozenset({"format_weight", "accuracy_weight", "mode", "answer_f
 _KILL_GRACE = 0.5
 _MAX_CHUNK = 32
 _STARTUP_TIMEOUT = 120.0
+# Verdicts kept across calls (a few MB at most); timeouts and verifier errors are never kept, since another try may
+# answer.
+_CACHE_SIZE = 65536
+_NOT_CACHED = frozenset({"timeout", "verifier error"})
+
+# What a verdict depends on: (extracted answer, gold, answer_type, choices).
+Key = tuple[str, str, "str | None", "tuple[str, ...] | None"]
 
 
 def _mp_context() -> multiprocessing.context.BaseContext:
@@ -50,19 +65,19 @@ def _mp_context() -> multiprocessing.context.BaseContext:
     # forkserver never receives the main path, so preloading "__main__" would not help).
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["math_verify", __name__])
+        ctx.set_forkserver_preload(["math_verify", "infimmr_core.rewards.warm", __name__])
         return ctx
     return multiprocessing.get_context("spawn")
 
 
 def _worker_main(conn, score_kwargs: dict, soft_timeout: float | None) -> None:
-    """Worker loop: score chunks of (idx, completion, gold, answer_type, choices), one result
+    """Worker loop: verdicts for chunks of (idx, answer, gold, answer_type, choices), one result
     message per item so the parent knows when each item started."""
     # Ctrl-C is the parent's to handle; it tears the pool down.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Warm up (imports, grammar, regex caches) before saying ready, so that cost is not
-    # charged to the first item's deadline.
-    score("<think>.</think><answer>\\boxed{\\frac{1}{2}}</answer>", "0.5", "expression", timeout=None)
+    # Warm up (imports, grammar, sympy's caches) before saying ready, so that cost is not
+    # charged to the first item's deadline; cheap when forked from the forkserver, which preloads `warm`.
+    import_module("infimmr_core.rewards.warm")
     conn.send(("ready",))
     while True:
         try:
@@ -71,13 +86,12 @@ def _worker_main(conn, score_kwargs: dict, soft_timeout: float | None) -> None:
             return
         if chunk is None:
             return
-        for idx, completion, gold, answer_type, choices in chunk:
+        for idx, answer, gold, answer_type, choices in chunk:
             try:
-                b = score(completion, gold, answer_type, choices=choices, timeout=soft_timeout, **score_kwargs)
-                msg = (idx, b.format, b.accuracy, b.total, b.reason)
-            except Exception:  # e.g. a malformed item; the parent fills in the format score
-                msg = (idx, None, 0.0, None, "verifier error")
-            conn.send(msg)
+                acc, reason = answer_accuracy(answer, gold, answer_type, choices, timeout=soft_timeout)
+            except Exception:  # answer_accuracy catches the verifier's errors; this is a malformed item
+                acc, reason = 0.0, "verifier error"
+            conn.send((idx, acc, reason))
 
 
 class _Worker:
@@ -154,6 +168,7 @@ class RewardPool:
         self._soft_timeout = timeout if soft_deadline else None
         self._ctx = _mp_context()
         self._pool: list[_Worker] = []
+        self._cache: OrderedDict[Key, tuple[float, str]] = OrderedDict()
         self._lock = threading.Lock()
         self._closed = False
 
@@ -176,38 +191,80 @@ class RewardPool:
         parsed = _as_items(items)
         if not parsed:
             return []
-        payload = [(i, it.completion, it.gold, it.answer_type, it.choices) for i, it in enumerate(parsed)]
+        kw = self._score_kwargs
+        mode, answer_format = kw.get("mode", "lenient"), kw.get("answer_format", "answer_tag_boxed")
+        weights = kw.get("format_weight", 0.5), kw.get("accuracy_weight", 1.0)
         with self._lock:
             if self._closed:
                 raise RuntimeError("RewardPool is closed")
-            try:
-                return self._run(payload)
-            finally:
-                # An interrupted run (Ctrl-C, error) leaves items in flight: drop those workers.
-                for w in [w for w in self._pool if w.outstanding]:
-                    w.stop(kill=True)
-                    self._pool.remove(w)
+            # Each distinct answer once: decided here when no math-verify is needed or already known, else queued
+            # for the workers.
+            verdicts: list[tuple[float, str] | Key] = []
+            queued: dict[Key, int] = {}
+            for it in parsed:
+                verdict = self._verdict_here(it, answer_format)
+                if not isinstance(verdict[0], float):
+                    queued.setdefault(verdict, len(queued))
+                verdicts.append(verdict)
+            if queued:
+                payload = [(i, key[0], key[1], key[2], list(key[3]) if key[3] is not None else None)
+                           for key, i in queued.items()]
+                try:
+                    answered = self._run(payload)
+                finally:
+                    # An interrupted run (Ctrl-C, error) leaves items in flight: drop those workers.
+                    for w in [w for w in self._pool if w.outstanding]:
+                        w.stop(kill=True)
+                        self._pool.remove(w)
+                for key, i in queued.items():
+                    if answered[i][1] not in _NOT_CACHED:
+                        self._remember(key, answered[i])
+            results = []
+            for it, verdict in zip(parsed, verdicts):
+                acc, reason = answered[queued[verdict]] if verdict in queued else verdict
+                fmt = format_reward(it.completion, mode=mode, answer_format=answer_format)
+                results.append(breakdown(fmt, acc, reason, *weights))
+            return results
+
+    def _verdict_here(self, item: ScoreItem, answer_format: str) -> tuple[float, str] | Key:
+        """The verdict when it needs no worker, else the key to ask the workers about."""
+        if item.answer_type is not None:
+            check_answer_type(item.answer_type)
+        if item.answer_type == "unverifiable":
+            return 0.0, "unverifiable"
+        answer = extract_answer(item.completion, answer_format)
+        if answer is None:
+            return 0.0, no_answer_reason(answer_format)
+        key = (answer, item.gold, item.answer_type, tuple(item.choices) if item.choices is not None else None)
+        known = self._cache.get(key)
+        if known is not None:
+            self._cache.move_to_end(key)
+            return known
+        quick = quick_accuracy(answer, item.gold, item.answer_type, item.choices)
+        if quick is not None:
+            self._remember(key, quick)
+            return quick
+        return key
+
+    def _remember(self, key: Key, verdict: tuple[float, str]) -> None:
+        self._cache[key] = verdict
+        if len(self._cache) > _CACHE_SIZE:
+            self._cache.popitem(last=False)
 
     def _spawn(self) -> _Worker:
         return _Worker(self._ctx, self._score_kwargs, self._soft_timeout)
 
-    def _failed(self, completion: str, reason: str) -> RewardBreakdown:
-        # Scored here in the parent: format is a regex and cannot hang.
-        kw = self._score_kwargs
-        fmt = format_reward(
-            completion, mode=kw.get("mode", "lenient"), answer_format=kw.get("answer_format", "answer_tag_boxed")
-        )
-        return breakdown(fmt, 0.0, reason, kw.get("format_weight", 0.5), kw.get("accuracy_weight", 1.0))
-
-    def _run(self, payload: list[tuple]) -> list[RewardBreakdown]:
+    def _run(self, payload: list[tuple]) -> list[tuple[float, str]]:
+        """(accuracy, reason) for each (idx, answer, gold, answer_type, choices), computed by the workers."""
         n = len(payload)
         pool = self._pool
-        while len(pool) < self.workers:
+        # Only as many workers as there is work for; once started they stay for later calls.
+        while len(pool) < min(self.workers, n):
             pool.append(self._spawn())
         # Chunks amortise the pipe round trip; small enough that work spreads over all workers.
         chunk = max(1, min(_MAX_CHUNK, n // (len(pool) * 4)))
         hard_limit = self.timeout + _KILL_GRACE
-        results: list[RewardBreakdown | None] = [None] * n
+        results: list[tuple[float, str] | None] = [None] * n
         pending = deque(range(n))
         remaining = n
         startup_failures = 0
@@ -216,7 +273,7 @@ class RewardPool:
             nonlocal remaining
             if w.outstanding and head_reason is not None:
                 head = w.outstanding.popleft()
-                results[head] = self._failed(payload[head][1], head_reason)
+                results[head] = (0.0, head_reason)
                 remaining -= 1
             pending.extendleft(reversed(w.outstanding))  # retried first, in input order
             w.outstanding.clear()
@@ -247,15 +304,12 @@ class RewardPool:
                             w.ready = True
                             startup_failures = 0
                             continue
-                        idx, fmt, acc, total, reason = msg
+                        idx, acc, reason = msg
                         if not w.outstanding or w.outstanding[0] != idx:
                             raise RuntimeError(f"reward worker answered item {idx} out of order")
                         w.outstanding.popleft()
                         w.head_started = time.monotonic()
-                        if fmt is None:
-                            results[idx] = self._failed(payload[idx][1], reason)
-                        else:
-                            results[idx] = RewardBreakdown(format=fmt, accuracy=acc, total=total, reason=reason)
+                        results[idx] = (acc, reason)
                         remaining -= 1
                 except (EOFError, OSError):  # the worker died (crash, OOM kill)
                     if not w.ready:
