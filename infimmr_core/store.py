@@ -28,8 +28,10 @@ import shutil
 import socket
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
 from importlib import metadata
@@ -82,6 +84,9 @@ class FileEntry(BaseModel):
     path: str = Field(description="POSIX path relative to the artifact directory.")
     size: int
     sha256: str
+    etag: str = Field("", description="The S3 object's ETag as listed right after the upload (empty for a local "
+                      "store): a forced recompute reuses the stored object only while it still has this ETag, so an "
+                      "object overwritten or truncated since is uploaded again, never kept.")
 
     @field_validator("path")
     @classmethod
@@ -146,15 +151,48 @@ def _sha256_file(path: Path) -> str:
 
 def _scan_dir(local_dir: Path) -> list[FileEntry]:
     """Every regular file under local_dir (symlinked dirs are not followed), sorted by path."""
-    entries = []
+    paths = []
     for dirpath, _, filenames in os.walk(local_dir):
         for name in filenames:
             path = Path(dirpath, name)
-            rel = path.relative_to(local_dir).as_posix()
-            if rel == MANIFEST_NAME:
+            if path.relative_to(local_dir).as_posix() == MANIFEST_NAME:
                 raise StoreError(f"{local_dir}: a top-level {MANIFEST_NAME} is reserved for the store")
-            entries.append(FileEntry(path=rel, size=path.stat().st_size, sha256=_sha256_file(path)))
+            paths.append(path)
+    # hashlib releases the GIL while it hashes, so a model's shards are hashed on every core at once.
+    digests = _parallel(_sha256_file, paths)
+    entries = [FileEntry(path=path.relative_to(local_dir).as_posix(), size=path.stat().st_size, sha256=sha)
+               for path, sha in zip(paths, digests)]
     return sorted(entries, key=lambda e: e.path)
+
+
+def _workers() -> int:
+    return max(1, min(8, len(os.sched_getaffinity(0)) * 2))
+
+
+def _parallel(fn: Callable[[Any], Any], items: list[Any], workers: int | None = None) -> list[Any]:
+    """[fn(item) for item in items], several at once (files: I/O and hashing release the GIL); the first error
+    raised is re-raised, after every started call has ended."""
+    if len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(workers or _workers(), len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
+@dataclass
+class PutReport:
+    """What the latest put_dir of a store object sent: files uploaded, and files the store already held (kept in
+    place, or copied inside the store) and so did not send again."""
+
+    uploaded_files: int = 0
+    uploaded_bytes: int = 0
+    reused_files: int = 0
+    reused_bytes: int = 0
+
+    def add(self, size: int, *, reused: bool) -> None:
+        if reused:
+            self.reused_files, self.reused_bytes = self.reused_files + 1, self.reused_bytes + size
+        else:
+            self.uploaded_files, self.uploaded_bytes = self.uploaded_files + 1, self.uploaded_bytes + size
 
 
 _BAD_NAME = re.compile(r"^\.|[/\\\s\x00]|^$")
@@ -222,6 +260,25 @@ def _verify_files(root: Path, manifest: Manifest, where: str, *, hashes: bool) -
             raise ArtifactCorrupt(f"{where}: file {entry.path!r} has sha256 {sha}, manifest says {entry.sha256}")
 
 
+@dataclass(frozen=True)
+class Reuse:
+    """A file the store already holds: its path inside the artifact's folder `version`, and its entry there."""
+
+    version: str
+    entry: FileEntry
+
+
+def _reusable(files: list[FileEntry], held: dict[str, FileEntry], version: str) -> dict[str, Reuse]:
+    """The new files that are byte for byte a held file of the replaced version (same path, size and sha256)."""
+    return {f.path: Reuse(version, held[f.path]) for f in files
+            if f.path in held and (held[f.path].size, held[f.path].sha256) == (f.size, f.sha256)}
+
+
+def _with_etags(files: list[FileEntry], etags: dict[str, str] | None) -> list[FileEntry]:
+    etags = etags or {}
+    return [f.model_copy(update={"etag": etags.get(f.path, "")}) for f in files]
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     """Readers never see a half-written file, and after a crash the file is the old one or the whole new one."""
     write_atomic(path, data)
@@ -250,8 +307,18 @@ class ArtifactStore(ABC):
     def list_keys(self, stage: str) -> list[str]:
         """Sorted keys of `stage` that have a manifest (committed artifacts only)."""
 
+    last_put: PutReport = PutReport()  # what the latest put_dir sent (per store object; tests, benchmarks, logs)
+
     @abstractmethod
-    def _upload_files(self, stage: str, key: str, local_dir: Path, files: list[FileEntry], version: str = "") -> None: ...
+    def _upload_files(self, stage: str, key: str, local_dir: Path, files: list[FileEntry], version: str = "", *,
+                      reuse: dict[str, Reuse] | None = None) -> dict[str, str] | None:
+        """Store `files` of local_dir in folder `version` of (stage, key), except those in `reuse`, which are taken
+        from where the store already holds them; returns each stored file's ETag where the backend has one."""
+
+    @abstractmethod
+    def _held_files(self, manifest: Manifest) -> dict[str, FileEntry]:
+        """The files of a committed manifest that the store still holds whole (present, its size, and on S3 the ETag
+        recorded at commit); their entries."""
 
     @abstractmethod
     def _write_manifest(self, manifest: Manifest, *, exclusive: bool = False) -> bool:
@@ -293,6 +360,13 @@ class ArtifactStore(ABC):
         src = Path(local_dir)
         if not src.is_dir():
             raise StoreError(f"put_dir {stage}/{key}: {src} is not a directory")
+        if (src / MANIFEST_NAME).exists():
+            raise StoreError(f"{src}: a top-level {MANIFEST_NAME} is reserved for the store")
+        self.last_put = PutReport()
+        existing = self.manifest(stage, key)
+        if existing is not None and not replace:  # checked before hashing: a kept artifact needs no digest
+            _log.info("%s is already committed (digest %s); kept, not replaced", self._where(stage, key), existing.digest)
+            return existing
         files = _scan_dir(src)
         manifest = Manifest(
             stage=stage,
@@ -303,23 +377,35 @@ class ArtifactStore(ABC):
             key_inputs=key_inputs,
             metrics=metrics or {},
         )
-        existing = self.manifest(stage, key)
-        if existing is not None and not replace:
-            _log.info("%s is already committed (digest %s); kept, not replaced", self._where(stage, key), existing.digest)
-            return existing
         if existing is not None:
+            # Files whose content the store already holds (same path, size and sha256, still stored whole) are not
+            # sent again. When every file is unchanged, the new manifest keeps the old version folder: readers of
+            # the old manifest and of the new one find the same whole files, so nothing is replaced in place.
+            held = self._held_files(existing)
+            unchanged = {f.path: held[f.path] for f in files if f.path in held}
+            same = existing.digest == manifest.digest and len(unchanged) == len(existing.files) == len(files)
+            if same:
+                manifest.version = existing.version
+                manifest.files = [f.model_copy(update={"etag": unchanged[f.path].etag}) for f in files]
+                self.last_put = PutReport(reused_files=len(files), reused_bytes=sum(f.size for f in files))
+                self._write_manifest(manifest)
+                _log.info("%s: the recomputed files are the stored ones; none uploaded", self._where(stage, key))
+                return manifest
             manifest.version = _new_version()
             try:
-                self._upload_files(stage, key, src, files, manifest.version)
+                etags = self._upload_files(stage, key, src, files, manifest.version,
+                                           reuse=_reusable(files, unchanged, existing.version))
             except BaseException:
                 self._remove_version(stage, key, manifest.version)  # the old artifact stays, and stays alone
                 raise
+            manifest.files = _with_etags(files, etags)
             self._write_manifest(manifest)
             self._remove_other_versions(stage, key, manifest.version)
             return manifest
         # No manifest: whatever is there is debris of a crashed attempt, which nobody reads.
         self.delete(stage, key)
-        self._upload_files(stage, key, src, files)
+        etags = self._upload_files(stage, key, src, files)
+        manifest.files = _with_etags(files, etags)
         if self._write_manifest(manifest, exclusive=True):
             return manifest
         # Another producer committed this key while we uploaded (one that lost its lease: see infimmr_core.lease).
@@ -424,13 +510,23 @@ class LocalStore(ArtifactStore):
         claim(self.root)
         return super().put_dir(stage, key, local_dir, **kwargs)
 
-    def _upload_files(self, stage: str, key: str, local_dir: Path, files: list[FileEntry], version: str = "") -> None:
+    def _upload_files(self, stage: str, key: str, local_dir: Path, files: list[FileEntry], version: str = "", *,
+                      reuse: dict[str, Reuse] | None = None) -> dict[str, str] | None:
         target = self._dir(stage, key) / version
         folders = set()
+        reuse = reuse or {}
         for entry in files:
             dst = target / entry.path
             dst.parent.mkdir(parents=True, exist_ok=True)
             tmp = dst.with_name(f".{dst.name}.tmp-{uuid.uuid4().hex}")
+            if entry.path in reuse:  # a hard link: stored files are never written in place, only removed
+                held = reuse[entry.path]
+                os.link(self._dir(stage, key) / held.version / held.entry.path, tmp)
+                os.replace(tmp, dst)
+                folders.add(dst.parent)
+                self.last_put.add(entry.size, reused=True)
+                continue
+            self.last_put.add(entry.size, reused=False)
             with (local_dir / entry.path).open("rb") as fin, tmp.open("wb") as fout:
                 shutil.copyfileobj(fin, fout, 8 * _MiB)
                 # Durable before the manifest commits them, or a power cut could leave a manifest over holes.
@@ -440,6 +536,17 @@ class LocalStore(ArtifactStore):
             folders.add(dst.parent)
         for folder in folders:  # ... and so are their names
             fsync_dir(folder)
+        return None
+
+    def _held_files(self, manifest: Manifest) -> dict[str, FileEntry]:
+        folder = self._files_dir(manifest)
+        held = {}
+        for entry in manifest.files:
+            path = folder / entry.path
+            # Hashed, not trusted: a forced recompute may be what repairs a damaged file.
+            if path.is_file() and path.stat().st_size == entry.size and _sha256_file(path) == entry.sha256:
+                held[entry.path] = entry
+        return held
 
     def _write_manifest(self, manifest: Manifest, *, exclusive: bool = False) -> bool:
         target = self._dir(manifest.stage, manifest.key)
@@ -760,12 +867,61 @@ class S3Store(ArtifactStore):
             rels = [k[len(stage_prefix):] for k in self._list(stage_prefix)]
         return sorted(r.split("/")[0] for r in rels if r.count("/") == 1 and r.endswith("/" + MANIFEST_NAME))
 
-    def _upload_files(self, stage: str, key: str, local_dir: Path, files: list[FileEntry], version: str = "") -> None:
+    def _upload_files(self, stage: str, key: str, local_dir: Path, files: list[FileEntry], version: str = "", *,
+                      reuse: dict[str, Reuse] | None = None) -> dict[str, str] | None:
         base = self._key_prefix(stage, key) + (version + "/" if version else "")
+        reuse = reuse or {}
+
+        def store_one(entry: FileEntry) -> bool:
+            """Stores one file; True when it was copied inside the bucket rather than sent."""
+            held = reuse.get(entry.path)
+            if held is not None and self._copy_held(stage, key, held, base + entry.path):
+                return True
+            self._client.upload_file(str(local_dir / entry.path), self.bucket, base + entry.path,
+                                     Config=self._transfer)
+            return False
+
         with self._errors(f"uploading {stage}/{key}"):
-            for entry in files:
-                source = str(local_dir / entry.path)
-                self._client.upload_file(source, self.bucket, base + entry.path, Config=self._transfer)
+            # Several files at once (largest first): a model's many small files cost a round trip each.
+            ordered = sorted(files, key=lambda f: -f.size)
+            copied = _parallel(store_one, ordered)
+            listed = self._list_sized(base)
+        for entry, was_copied in zip(ordered, copied):
+            self.last_put.add(entry.size, reused=was_copied)
+        return {rel: etag for rel, (_, etag) in ((k[len(base):], v) for k, v in listed.items())}
+
+    def _copy_held(self, stage: str, key: str, held: Reuse, dest_key: str) -> bool:
+        """Copy a held file inside the bucket (no bytes through this machine), only while the object still has the
+        ETag recorded at its commit; False when it changed or vanished meanwhile (then it is uploaded)."""
+        if held.entry.size > _MAX_COPY:
+            return False
+        source = self._key_prefix(stage, key) + held.version + "/" + held.entry.path if held.version else \
+            self._key_prefix(stage, key) + held.entry.path
+        try:
+            self._client.copy_object(Bucket=self.bucket, Key=dest_key, CopySourceIfMatch=held.entry.etag,
+                                     CopySource={"Bucket": self.bucket, "Key": source})
+        except ClientError as e:
+            if _precondition_failed(e) or e.response.get("Error", {}).get("Code", "") in _NOT_FOUND_CODES:
+                return False
+            raise
+        return True
+
+    def _held_files(self, manifest: Manifest) -> dict[str, FileEntry]:
+        base = self._files_prefix(manifest)
+        with self._errors(f"listing {manifest.stage}/{manifest.key}"):
+            listed = self._list_sized(base)
+        # The ETag recorded at commit, still there: the object was not overwritten, truncated or removed since.
+        return {f.path: f for f in manifest.files
+                if f.etag and listed.get(base + f.path) == (f.size, f.etag)}
+
+    def _list_sized(self, prefix: str) -> dict[str, tuple[int, str]]:
+        """{object key: (size, ETag)} of every object under prefix, one listing (restarted whole if a page fails)."""
+
+        def listing() -> dict[str, tuple[int, str]]:
+            pages = self._client.raw.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+            return {obj["Key"]: (obj["Size"], obj["ETag"]) for page in pages for obj in page.get("Contents", [])}
+
+        return self._client.call("list_objects_v2", f"{self.bucket}/{prefix}", listing)
 
     def _write_manifest(self, manifest: Manifest, *, exclusive: bool = False) -> bool:
         manifest_key = self._key_prefix(manifest.stage, manifest.key) + MANIFEST_NAME
@@ -923,7 +1079,8 @@ class S3Store(ArtifactStore):
         tmp = target.with_name(f".{key}.tmp-{uuid.uuid4().hex}")
         try:
             self._fetch_files(manifest, self._files_prefix(manifest), tmp)
-            _verify_files(tmp, manifest, self._where(stage, key), hashes=True)
+            # Each file's sha256 was checked as it arrived (download_verified): sizes and presence suffice here.
+            _verify_files(tmp, manifest, self._where(stage, key), hashes=False)
             _write_atomic(tmp / MANIFEST_NAME, manifest.model_dump_json(indent=2).encode())
             self._install(tmp, target, manifest.digest)
         finally:
@@ -946,18 +1103,22 @@ class S3Store(ArtifactStore):
 
     def _fetch_files(self, manifest: Manifest, base: str, dest: Path) -> None:
         dest.mkdir(parents=True)
+
+        def fetch_one(entry: FileEntry) -> None:
+            path = dest / entry.path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:  # repeated until the bytes on disk have the manifest's size and sha256: never a short body
+                self._client.download_verified(self.bucket, base + entry.path, str(path), entry.size, entry.sha256,
+                                               Config=self._transfer)
+            except ClientError as e:
+                if e.response.get("Error", {}).get("Code", "") in _NOT_FOUND_CODES:
+                    where = self._where(manifest.stage, manifest.key)
+                    raise ArtifactCorrupt(f"{where}: file {entry.path!r} is missing from the bucket") from e
+                raise
+
         with self._errors(f"downloading {manifest.stage}/{manifest.key}"):
-            for entry in manifest.files:
-                path = dest / entry.path
-                path.parent.mkdir(parents=True, exist_ok=True)
-                try:  # repeated until the bytes on disk have the manifest's size and sha256: never a short body
-                    self._client.download_verified(self.bucket, base + entry.path, str(path), entry.size, entry.sha256,
-                                                   Config=self._transfer)
-                except ClientError as e:
-                    if e.response.get("Error", {}).get("Code", "") in _NOT_FOUND_CODES:
-                        where = self._where(manifest.stage, manifest.key)
-                        raise ArtifactCorrupt(f"{where}: file {entry.path!r} is missing from the bucket") from e
-                    raise
+            # Several files at once (largest first), as uploads.
+            _parallel(fetch_one, sorted(manifest.files, key=lambda f: -f.size))
 
 
 def _precondition_failed(e: ClientError) -> bool:
@@ -970,6 +1131,8 @@ def _precondition_failed(e: ClientError) -> bool:
 # Cache directories this process has handed out (get_dir, get_file): a stage may still be reading them, so the LRU
 # bound never evicts them.
 _HANDED_OUT: set[Path] = set()
+
+_MAX_COPY = 5 * 1024 ** 3  # CopyObject's limit; a larger held file is uploaded again
 
 _S3_BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 
