@@ -3,6 +3,7 @@ the official policies' building blocks (their expected outputs come from running
 
 from __future__ import annotations
 
+import time
 from fractions import Fraction
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from infimmr_core.answers.choices import letter_of, letters_in
 from infimmr_core.answers.compare import SymbolicNeeded, compare
 from infimmr_core.answers.extract import extract_final, final_boxes
-from infimmr_core.answers.latex import drop_label
+from infimmr_core.answers.latex import drop_label, strip_group_braces
 from infimmr_core.answers.numbers import exact_verdict, parse_bearing, parse_number, same_quantity, strip_unit
 from infimmr_core.answers.symbolic import mv_compare
 from infimmr_core.answers.official import hendrycks, mathvision, mathvista, prm800k
@@ -118,13 +119,30 @@ def test_exact_verdict_agrees_with_math_verify(gold, pred, fast, slow):
     assert (mv_compare(g.latex, p.latex)[0] == 1.0) is slow
 
 
+@pytest.mark.parametrize("text, stripped", [
+    ("{{7}}", "7"), ("{ {x+1} }", "x+1"), ("{1}+{2}", "{1}+{2}"), ("{a}{b}", "{a}{b}"), ("\\{1,2\\}", "\\{1,2\\}"),
+    ("{\\}", "{\\}"), ("{{{7", "{{{7"), ("{}", ""), ("{" * 3000 + "7" + "}" * 3000, "7"),
+])
+def test_strip_group_braces(text, stripped):
+    assert strip_group_braces(text) == stripped
+
+
 @pytest.mark.parametrize("pred, gold, answer_type, choices", [
-    ("42", "42", None, None), ("43", "42", "numeric", None), ("3/4", "0.75", None, None), ("(B)", "B", None, ["1", "2"]),
+    ("42", "42", None, None), ("43", "42", "numeric", None), ("{{{{7}}}}", "7", None, None), ("3/4", "0.75", None, None), ("(B)", "B", None, ["1", "2"]),
     ("C", "B", "multiple_choice", ["1", "2", "3"]), ("2", "B", None, ["1", "2"]), ("North-East", "north east", "text", None),
     ("no", "yes", None, None), ("12 cm", "12", None, None), ("0.5", "B", None, ["1", "\\frac{1}{2}"]),
+    ("+".join(["1"] * 300), "5", None, None), ("x" * 3000, "x", "expression", None),
 ])
 def test_compare_without_math_verify_is_the_same_verdict(pred, gold, answer_type, choices):
     assert compare(pred, gold, answer_type, choices, symbolic=False) == compare(pred, gold, answer_type, choices)
+
+
+def test_a_long_answer_is_not_parsed():
+    # math-verify needs seconds for this sum (its LaTeX parser is superlinear); it would time out and score 0 anyway.
+    started = time.monotonic()
+    assert compare("+".join(["1"] * 300), "5") == (0.0, "answer too long")
+    assert time.monotonic() - started < 0.5
+    assert compare("+".join(["1"] * 40), "40") == (1.0, "")  # a long-ish answer to a short gold is still verified
 
 
 @pytest.mark.parametrize("pred, gold, answer_type, choices", [

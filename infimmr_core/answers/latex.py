@@ -25,6 +25,37 @@ def strip_math_delims(s: str) -> str:
     return s
 
 
+def strip_group_braces(s: str) -> str:
+    """Drop braces around the whole answer, repeatedly: ``{{7}}`` -> ``7``. A LaTeX group only scopes formatting, it
+    is never printed (a set is written ``\\{1,2\\}``), and math-verify's parser grinds for seconds on deep nests."""
+    s = s.strip()
+    closing = _brace_pairs(s)
+    lo, hi = 0, len(s) - 1
+    while lo < hi and s[lo] == "{" and closing.get(lo) == hi:
+        lo, hi = lo + 1, hi - 1
+        while lo <= hi and s[lo].isspace():
+            lo += 1
+        while hi >= lo and s[hi].isspace():
+            hi -= 1
+    return s[lo : hi + 1]
+
+
+def _brace_pairs(s: str) -> dict[int, int]:
+    """Each matched ``{``'s index -> its ``}``'s, in one pass (``\\{`` and ``\\}`` are literal braces)."""
+    pairs, stack, i = {}, [], 0
+    while i < len(s):
+        ch = s[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "{":
+            stack.append(i)
+        elif ch == "}" and stack:
+            pairs[stack.pop()] = i
+        i += 1
+    return pairs
+
+
 _TEXT_CMD_RE = re.compile(
     r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mathit|mathsf|emph|mbox|operatorname)"
     r"\s*\{([^{}]*)\}"
