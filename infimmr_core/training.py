@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from infimmr_core import threads
 from infimmr_core.checkpoints import prune, restore_latest
 from infimmr_core.config import DistributedSettings
 from infimmr_core.context import StageContext
@@ -85,7 +86,9 @@ def _launch(run: PhaseRun, ctx: StageContext) -> dict[str, Any]:
     cmd = accelerate_command(dist, ctx.device, run_path)
     ctx.log(f"launching {dist.num_processes} processes: {' '.join(cmd)}")
     # Same process group as this stage process: the runner's kill (timeout, parent death) reaches every rank.
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    # Each rank's share of this process's cores (or the recipe's runtime.torch_threads): torch reads it as it starts.
+    rank_threads = threads.intra_op_threads(ctx.recipe.runtime.torch_threads, processes=dist.num_processes)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(rank_threads)}
     rc = subprocess.run(cmd, env=env).returncode
     if rc != 0:
         raise RuntimeError(f"accelerate launch of phase {run.number} exited with code {rc}")

@@ -19,7 +19,8 @@ from pathlib import Path
 from infimmr_core.config import Recipe
 from infimmr_core.context import StageContext
 from infimmr_core.inference import resolve_device
-from infimmr_core.stages import SPECS
+from infimmr_core import threads
+from infimmr_core.stages import SHARD, SPECS
 from infimmr_core.store import store_from_config
 
 
@@ -52,10 +53,9 @@ def main(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     stage, key = spec["stage"], spec["key"]
     recipe = Recipe.model_validate(spec["recipe"])
-    if recipe.runtime.torch_threads:
-        import torch
-
-        torch.set_num_threads(recipe.runtime.torch_threads)
+    # Every stage process, configured or not: torch's default is the machine's cores, not this process's share.
+    threads.apply(threads.intra_op_threads(recipe.runtime.torch_threads,
+                                           processes=recipe.runtime.parallel_shards if stage == SHARD else 1))
     store = store_from_config(recipe.store)
     inputs = {
         name: store.get_file(ref["stage"], ref["key"], ref["path"]) if ref.get("path") else store.get_dir(ref["stage"], ref["key"])
