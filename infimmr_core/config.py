@@ -676,7 +676,10 @@ class PublishConfig(Strict):
 class RuntimeConfig(Strict):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where stages compute; auto = cuda when available.")
     stage_timeout_seconds: int = Field(24 * 3600, ge=1, description="A stage's child process is killed after this.")
-    torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads in stage processes; None = default.")
+    torch_threads: int | None = Field(
+        None, ge=1, description="torch intra-op threads in each stage process (and each rank of a multi-process phase); "
+        "None = the process's share of the cores it may run on (its CPU affinity, divided among parallel shards or ranks)."
+    )
     parallel_shards: int = Field(
         1, ge=1, description="Curation shards (captions + rollouts) run at once, each in its own process with its own "
         "model: 1 per GPU (or CPU budget) on this machine. Does not change any result."
