@@ -23,20 +23,35 @@ from infimmr_core.curation.shards import results_of
 from infimmr_core.data.adapters import json_safe
 from infimmr_core.data.pool_io import read_pool, write_pool
 from infimmr_core.data.sources import Quarantined
-from infimmr_core.inference import Generator, make_generator
+from infimmr_core.inference import Generator, TransformersGenerator, make_generator
 from infimmr_core.base_model import model_or_base
+from infimmr_core.models import load_processor
 
 SAMPLES_FILE = "samples.parquet"
 Opener = Callable[[], Generator]
+# Model directory -> the transformers generator that loaded it and the max_pixels of its processor.
+Loaded = dict[str, tuple[TransformersGenerator, "int | None"]]
 
 
-def opener(ctx: StageContext, model: ModelRef | None, gen: GenerationConfig) -> Opener:
+def opener(ctx: StageContext, model: ModelRef | None, gen: GenerationConfig, loaded: Loaded | None = None) -> Opener:
     """Load the model (None = the base model) only when a shard needs it (a resumed shard with everything done never
-    does)."""
+    does). Openers given the same `loaded` load a model's weights once: the captioner and the rollout policy are both
+    the base model unless the recipe names others, and each shard process used to load it twice. Each step keeps its
+    own batch size and image resolution. vLLM engines are not shared (one holds its share of the GPU until freed)."""
 
     def open_generator() -> Generator:
         model_dir = model_or_base(ctx, model)
-        return make_generator(gen.backend, model_dir, device=ctx.device, batch_size=gen.batch_size, max_pixels=gen.max_pixels)
+        if loaded is not None and gen.backend == "transformers" and (held := loaded.get(str(model_dir))):
+            first, max_pixels = held
+            same = max_pixels == gen.max_pixels
+            processor = first.processor if same else load_processor(model_dir, max_pixels=gen.max_pixels)
+            return TransformersGenerator.from_loaded(first.model, processor, device=first.device,
+                                                     batch_size=gen.batch_size)
+        generator = make_generator(gen.backend, model_dir, device=ctx.device, batch_size=gen.batch_size,
+                                   max_pixels=gen.max_pixels)
+        if loaded is not None and isinstance(generator, TransformersGenerator):
+            loaded[str(model_dir)] = (generator, gen.max_pixels)
+        return generator
 
     return open_generator
 
@@ -83,6 +98,9 @@ def enrich(
 ) -> int:
     """One shard in, `folder`/samples.parquet (+ its ledger) out; returns the number of samples written."""
     cur = ctx.recipe.curation
+    loaded: Loaded = {}  # one copy of each model for both steps
+    open_captioner = open_captioner or opener(ctx, cur.captioning.model, cur.captioning.generation, loaded)
+    open_policy = open_policy or opener(ctx, cur.difficulty.policy, cur.difficulty.generation, loaded)
     ledger = Ledger(folder)
     if cur.captioning.enabled:
         shard = caption(ctx, ledger, shard, open_captioner)
