@@ -116,6 +116,8 @@ def cli_rows(home: Path, overrides: list[str], repeats: int) -> list[dict[str, A
         ratio_row("rerun", "cached CLI rerun through Prefect (before) / cold run", "--always-prefect", "cold run",
                   median(through_prefect), cold, "s", target=CACHED_TARGET, note=cold_note),
         overhead_row("cold CLI", cold, total_compute, split),
+        ratio_row("rerun", "curate / cold pipeline wall", "curate", "cold run", first["stages"]["curate"]["seconds"],
+                  cold, "s", target="<= 0.25", note="issue 15: curate at most a quarter of the smoke pipeline"),
         overhead_row("cached CLI", median(fast), 0.0, "a cached run computes nothing"),
     ]
 
