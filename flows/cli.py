@@ -167,7 +167,8 @@ def _curate_parts(recipe: Recipe, store: ArtifactStore) -> tuple[Manifest, dict[
 
     def part(stage: str, upstream: dict[str, ArtifactRef], say: Callable[[str], None] = print_err) -> Part:
         ref = produce(store, plan_stage(stage, recipe, upstream),
-                      lambda plan: run_stage_process(plan, recipe, upstream, on_line=say))
+                      lambda plan: run_stage_process(plan, recipe, upstream, on_line=say),
+                      lease_seconds=recipe.store.lease_seconds)
         return Part(ref, "cached" if ref.reused else "completed")
 
     def shards(upstreams: dict[str, dict[str, ArtifactRef]]) -> dict[str, Part]:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.fields import FieldInfo
 
 from infimmr_core.data.prompts import DEFAULT_CAPTION_TEMPLATE, DEFAULT_SYSTEM_PROMPT, PhaseInput, validate_caption_template
+from infimmr_core.lease import LEASE_SECONDS
 from infimmr_core.rewards import AnswerFormat, FormatMode
 from infimmr_core.trl_compat import colocate_image_problem, installed_trl
 
@@ -84,6 +85,12 @@ class StoreConfig(Strict):
     cache_max_bytes: int = operational(
         200 * 1024**3, ge=0, description="Bound of the S3 download cache of each bucket (bytes); least recently used "
         "whole artifacts are evicted after a download that exceeds it."
+    )
+    lease_seconds: float = operational(
+        LEASE_SECONDS, ge=1, le=86400, description="How long a stage's lease on its key (single flight: one run "
+        "computes a key, the others wait for it) outlives its last renewal; the owner renews it every quarter of this. "
+        "A run that died blocks its keys this long; a run stalled longer than this (swapping, a frozen VM) loses its "
+        "keys to a waiting run."
     )
 
 

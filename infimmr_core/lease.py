@@ -32,7 +32,9 @@ from typing import Protocol
 
 from pydantic import BaseModel, ValidationError
 
-LEASE_SECONDS = 60.0  # a dead owner blocks its key this long; a live one renews four times in it
+# The default of the recipe's store.lease_seconds: a dead owner blocks its key this long; a live one renews four times
+# in it.
+LEASE_SECONDS = 60.0
 _log = logging.getLogger(__name__)
 
 

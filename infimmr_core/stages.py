@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 from infimmr_core.config import Recipe, is_operational
 from infimmr_core.keys import code_closure, code_hash, key_of, library_versions
 from infimmr_core.layout import BASE_STAGE, COLLECT_PREFIX, LEDGER_FILES, SHARD_DIR
-from infimmr_core.lease import LeaseRecord, holding
+from infimmr_core.lease import LEASE_SECONDS, LeaseRecord, holding
 from infimmr_core.store import ArtifactStore, Manifest
 
 StageName = Literal["base", "curate", "phase1", "phase2", "phase3", "evaluate", "publish"]
@@ -311,20 +311,21 @@ def plan_stage(stage: str, recipe: Recipe, upstream: dict[str, ArtifactRef]) -> 
 
 def produce(
     store: ArtifactStore, plan: StagePlan, run: Callable[[StagePlan], Manifest], *, force: bool = False,
-    single_flight: bool = True,
+    single_flight: bool = True, lease_seconds: float = LEASE_SECONDS,
 ) -> ArtifactRef:
     """The one path from a key to an artifact: the stored artifact when its manifest exists (unless forced), else
     what `run` stores. The Prefect stage task and the CLI both go through here.
 
     Single flight: `run` is called only while this run holds the key's lease (infimmr_core.lease), so two runs that
     need the same key compute it once; the other waits, finds it stored and reuses it. `single_flight=False` is for
-    a `run` that hands the stage to another process which goes through here itself (a stage deployment)."""
+    a `run` that hands the stage to another process which goes through here itself (a stage deployment).
+    `lease_seconds` is the recipe's store.lease_seconds: how long the lease outlives its last renewal."""
     if not force and (manifest := store.manifest(plan.stage, plan.key)):
         return ArtifactRef.from_manifest(store, manifest, reused=True)
     work = plan.model_copy(update={"replace": force})
     if not single_flight:
         return ArtifactRef.from_manifest(store, run(work), reused=False)
-    with holding(store, plan.stage, plan.key, on_wait=partial(_say_waiting, store, plan)):
+    with holding(store, plan.stage, plan.key, ttl=lease_seconds, on_wait=partial(_say_waiting, store, plan)):
         if not force and (manifest := store.manifest(plan.stage, plan.key)):  # the run we waited for stored it
             return ArtifactRef.from_manifest(store, manifest, reused=True)
         return ArtifactRef.from_manifest(store, run(work), reused=False)

@@ -26,27 +26,91 @@ from infimmr_core.store import store_from_config
 
 @contextmanager
 def work_dir_of(cache_dir: Path, stage: str, key: str) -> Iterator[Path]:
-    """This attempt's scratch directory, never shared with another process.
+    """This attempt's scratch directory, never shared with another process, and nothing of it left behind.
 
     The key's own directory (work/<stage>/<key>) holds resumable state (captions, evaluation shards, trainer
     checkpoints), so a rerun after a crash finds it: one process at a time may use it, the one holding an exclusive
     lock on work/<stage>/<key>.lock (the kernel drops it when that process dies). Runs that share a store wait for each
     other before they get here (the key's lease), but two stores can share a cache: a process that finds the lock taken
-    works in a private work/<stage>/<key>.run-<id> instead and removes it when it ends, whatever the outcome. Nobody
-    deletes a directory it does not hold."""
+    works in a private work/<stage>/<key>.run-<id>, locked by work/<stage>/<key>.run-<id>.lock for as long as it
+    lives, and removes both when it ends, whatever the outcome. The key's lock file goes when its run ends too (the
+    directory stays only as a failed key's resumable state; a success removes it). A run killed before it could
+    clean up leaves a private directory whose lock nobody holds: the next run on this cache removes it. Nobody deletes
+    a directory whose lock is held, or one it did not lock."""
     root = cache_dir / "work" / stage
     root.mkdir(parents=True, exist_ok=True)
-    with (root / f"{key}.lock").open("a") as lock:
+    remove_dead_runs(cache_dir / "work")
+    key_lock = root / f"{key}.lock"
+    fd = _try_lock(key_lock)
+    if fd is not None:
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            private = root / f"{key}.run-{uuid.uuid4().hex[:12]}"
-            try:
-                yield private
-            finally:
+            yield root / key
+        finally:
+            _remove_lock(key_lock, fd)
+        return
+    private = root / f"{key}.run-{uuid.uuid4().hex[:12]}"
+    private_lock = private.with_name(private.name + ".lock")
+    fd = _try_lock(private_lock, wait=True)  # a fresh name: only a cleaner mistaking it for dead can hold it, briefly
+    try:
+        yield private
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+        _remove_lock(private_lock, fd)
+
+
+def remove_dead_runs(work: Path) -> list[Path]:
+    """Remove what runs that died left under `work` (<cache>/work): private directories whose lock file nobody holds,
+    and lock files nobody holds. Returns what it removed. A held lock means a live run: never touched. A key's own
+    directory is a failed key's resumable state and stays; a private directory without a lock file (made by an older
+    version, which locked none) cannot be proved abandoned and stays too."""
+    removed = []
+    for lock in sorted(work.glob("*/*.lock")):
+        fd = _try_lock(lock, create=False)
+        if fd is None:
+            continue  # a live run holds it, or it is gone already
+        private = lock.with_suffix("")
+        try:
+            if ".run-" in private.name:
                 shutil.rmtree(private, ignore_errors=True)
-            return
-        yield root / key
+                removed.append(private)
+        finally:
+            _remove_lock(lock, fd)
+        removed.append(lock)
+    return removed
+
+
+def _try_lock(path: Path, *, wait: bool = False, create: bool = True) -> int | None:
+    """An exclusive lock on the file at `path` (an open descriptor), or None when another process holds it (or, with
+    create=False, when there is no such file). The file a holder has locked is the one at `path` still: a lock file is
+    removed by its holder while held (`_remove_lock`), and a process that locked it in the meantime locked a file no
+    longer there, so it tries again with the new one."""
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            same = os.path.samestat(os.stat(path), os.fstat(fd))
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
+        if not create:
+            return None
+
+
+def _remove_lock(path: Path, fd: int) -> None:
+    """Remove a lock file while still holding it, then release it (see _try_lock)."""
+    try:
+        path.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
 
 
 def main(spec_path: str) -> None:

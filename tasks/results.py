@@ -105,6 +105,17 @@ def checked_record(raw: bytes, name: str, store: ArtifactStore, store_uri: str) 
     return rebuilt.serialize()
 
 
+def is_artifact_record(raw: bytes) -> bool:
+    """Is this a record of a finished stage (its result an ArtifactRef, as `checked_record` reads it back), rather than
+    the record of a failed or crashed task run (an exception), which nothing ever reads?"""
+    try:
+        record = json.loads(raw)
+        _artifact_ref(record["result"])
+    except (ValueError, RecursionError, TypeError, KeyError, RecordRefused):
+        return False
+    return True
+
+
 def _artifact_ref(result: Any) -> ArtifactRef:
     """The ArtifactRef a record's result holds, parsed without Prefect's decoder (which imports what a record names)."""
     if not isinstance(result, str):
@@ -192,6 +203,10 @@ class StoreResults(WritableFileSystem):
 
     def _write(self, path: str, content: bytes) -> str:
         self._check_name(path)
+        if not is_artifact_record(content):
+            # A failed task run's record (its exception), under a random name that no cache lookup ever asks for:
+            # written, it would only pile up in the shared store. Prefect logs the failure itself.
+            return path
         if self.root is not None:
             write_atomic(self._local(path), content)  # a reader never sees half a record
             return path

@@ -108,7 +108,8 @@ def execute_stage(plan: StagePlan, recipe: Recipe, upstream: dict[str, ArtifactR
         return manifest
 
     # A remote stage run goes through produce itself, and holds the key's lease there.
-    ref = produce(store, plan, run, force=force, single_flight=not remote and leads_its_key(stage, recipe))
+    ref = produce(store, plan, run, force=force, single_flight=not remote and leads_its_key(stage, recipe),
+                  lease_seconds=recipe.store.lease_seconds)
     if ref.reused:
         logger.info("%s: already in the store at %s", stage, ref.uri)
     return ref

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from processes import signal_own_group
@@ -131,6 +132,13 @@ def test_failed_curation_shards_each_say_why(cli_env, tmp_path):
     for line in listed:  # the worker's exception, naming what was wrong, on the line that names the shard
         assert re.fullmatch(r"  shard-\d+: stage curate-shard failed with \w+: .*no-such-captioner.* \(exited with code 1\)",
                             line), line
+    # Nothing of the failed runs piles up: no Prefect record of a failed task run (only finished stages' records,
+    # named after their keys), no lock file, no private work directory.
+    results = tmp_path / "store" / "_prefect" / "results"
+    records = [p.name for p in results.glob("*")]
+    assert records and [name for name in records if not name.startswith("infimmr-")] == [], records
+    work = Path(cli_env["INFIMMR_CACHE_DIR"]) / "work"
+    assert [p.name for p in work.rglob("*") if p.name.endswith(".lock") or ".run-" in p.name] == []
 
 
 def test_a_remote_stage_nobody_runs_times_out_naming_the_deployment_and_flow_run(prefect_server, tmp_path):
