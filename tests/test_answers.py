@@ -11,7 +11,8 @@ import pytest
 from infimmr_core.answers.choices import letter_of, letters_in
 from infimmr_core.answers.compare import SymbolicNeeded, compare
 from infimmr_core.answers.extract import extract_final, final_boxes
-from infimmr_core.answers.latex import drop_label, strip_group_braces
+from infimmr_core.answers import symbolic
+from infimmr_core.answers.latex import drop_answer_phrase, drop_label, strip_group_braces
 from infimmr_core.answers.numbers import exact_verdict, parse_bearing, parse_number, same_quantity, strip_unit
 from infimmr_core.answers.symbolic import mv_compare
 from infimmr_core.answers.official import hendrycks, mathvision, mathvista, prm800k
@@ -125,6 +126,24 @@ def test_exact_verdict_agrees_with_math_verify(gold, pred, fast, slow):
 ])
 def test_strip_group_braces(text, stripped):
     assert strip_group_braces(text) == stripped
+
+
+@pytest.mark.parametrize("text, answer", [
+    ("The answer is $\\frac{5}{25}$.", "$\\frac{5}{25}$"), ("Answer: 5", "5"), ("the final answer is 12 cm.", "12 cm"),
+    ("Answer = 5", "Answer = 5"), ("answers are 3", "answers are 3"), ("The answer is.", "The answer is."), ("5", "5"),
+])
+def test_drop_answer_phrase(text, answer):
+    assert drop_answer_phrase(text) == answer
+
+
+# An answer written as a sentence gets math-verify's verdict on that sentence, without math-verify where it is a number.
+@pytest.mark.parametrize("pred, gold, expected", [
+    ("The answer is $43$.", "42", 0.0), ("The answer is $42$.", "42", 1.0), ("The answer is $\\frac{5}{25}$.", "1/5", 1.0),
+    ("The answer is $20^\\circ$.", "10", 0.0), ("The answer is $[7,\\infty)$.", "[7, \\infty)", 1.0),
+])
+def test_answer_sentence_verdicts(pred, gold, expected):
+    assert compare(pred, gold)[0] == expected
+    assert symbolic.mv_compare(gold, pred)[0] == expected  # math-verify on the whole sentence
 
 
 @pytest.mark.parametrize("pred, gold, answer_type, choices", [

@@ -11,7 +11,13 @@ import re
 from collections.abc import Callable
 
 from infimmr_core.answers.choices import gold_letter, letter_of, letters_for, looks_like_text, option_index
-from infimmr_core.answers.latex import norm_text, strip_group_braces, strip_math_delims, unwrap_text_cmds
+from infimmr_core.answers.latex import (
+    drop_answer_phrase,
+    norm_text,
+    strip_group_braces,
+    strip_math_delims,
+    unwrap_text_cmds,
+)
 from infimmr_core.answers.numbers import exact_verdict, parse_number, strip_unit
 from infimmr_core.answers.symbolic import mv_compare
 
@@ -30,7 +36,7 @@ class SymbolicNeeded(Exception):
 
 def compare_math(pred: str, gold: str, *, constant_gold: bool, symbolic: bool = True) -> tuple[float, str]:
     gold = strip_group_braces(strip_math_delims(gold))
-    pred = strip_group_braces(strip_math_delims(pred))
+    pred = strip_group_braces(strip_math_delims(drop_answer_phrase(pred)))
     if not gold:
         return 0.0, "unparsable gold"
     g_num, p_num = parse_number(gold), parse_number(pred)

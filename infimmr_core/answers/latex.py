@@ -25,6 +25,20 @@ def strip_math_delims(s: str) -> str:
     return s
 
 
+_ANSWER_PHRASE_RE = re.compile(r"^(?:the\s+)?(?:final\s+)?answer\s*(?:is\b|[:：])\s*", re.IGNORECASE)
+
+
+def drop_answer_phrase(s: str) -> str:
+    """The answer inside "The answer is $\\frac{1}{2}$." (an answer block written as a sentence): "$\\frac{1}{2}$".
+    Math-verify reads the math out of such a sentence too; without the words a plain number needs no math-verify."""
+    s = s.strip()
+    m = _ANSWER_PHRASE_RE.match(s)
+    if m is None:
+        return s
+    rest = s[m.end() :].strip().rstrip(".").rstrip()
+    return rest or s
+
+
 def strip_group_braces(s: str) -> str:
     """Drop braces around the whole answer, repeatedly: ``{{7}}`` -> ``7``. A LaTeX group only scopes formatting, it
     is never printed (a set is written ``\\{1,2\\}``), and math-verify's parser grinds for seconds on deep nests."""
