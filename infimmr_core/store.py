@@ -170,12 +170,18 @@ def _workers() -> int:
 
 
 def _parallel(fn: Callable[[Any], Any], items: list[Any], workers: int | None = None) -> list[Any]:
-    """[fn(item) for item in items], several at once (files: I/O and hashing release the GIL); the first error
-    raised is re-raised, after every started call has ended."""
+    """[fn(item) for item in items], several at once (files: I/O and hashing release the GIL). The first error is
+    re-raised once the calls already started have ended; the others never start."""
     if len(items) <= 1:
         return [fn(item) for item in items]
     with ThreadPoolExecutor(max_workers=min(workers or _workers(), len(items))) as pool:
-        return list(pool.map(fn, items))
+        futures = [pool.submit(fn, item) for item in items]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
 
 
 @dataclass
@@ -352,8 +358,11 @@ class ArtifactStore(ABC):
         nothing is uploaded (two runs that computed the same key agree on one digest, and whatever cites it keeps
         finding it). With `replace` (a forced recompute), the files go to a new version folder beside the old ones,
         the manifest switches over once they are all there, and only then are the old files removed: a reader finds
-        the old artifact or the new one, whole. `producer` entries are merged over the defaults (host,
-        infimmr_version, created_at).
+        the old artifact or the new one, whole. A file the replaced version already holds whole (same path, size and
+        sha256; on S3 still with the ETag recorded at its commit) is not sent again: it is copied inside the bucket
+        (hard-linked locally) into the new folder, and when no file changed the new manifest keeps the old folder.
+        `last_put` says what was sent. `producer` entries are merged over the defaults (host, infimmr_version,
+        created_at).
         """
         _check_name("stage", stage)
         _check_name("key", key)
