@@ -146,6 +146,14 @@ def test_answer_sentence_verdicts(pred, gold, expected):
     assert symbolic.mv_compare(gold, pred)[0] == expected  # math-verify on the whole sentence
 
 
+@pytest.mark.parametrize("pred, expected", [
+    ("The answer is $(D)$.", 1.0), ("The answer is $\\text{D}$.", 1.0), ("The answer is $D. x^2+1$.", 1.0),
+    ("The answer is $(B)$.", 0.0), ("The answer is $x^2+1$.", 1.0), ("The answer is $north$.", 0.0),
+])
+def test_answer_sentence_letters(pred, expected):
+    assert compare(pred, "D", "multiple_choice", ["12", "\\frac{1}{2}", "north", "x^2+1"]) == (expected, "" if expected else "mismatch")
+
+
 @pytest.mark.parametrize("pred, gold, answer_type, choices", [
     ("42", "42", None, None), ("43", "42", "numeric", None), ("{{{{7}}}}", "7", None, None), ("3/4", "0.75", None, None), ("(B)", "B", None, ["1", "2"]),
     ("C", "B", "multiple_choice", ["1", "2", "3"]), ("2", "B", None, ["1", "2"]), ("North-East", "north east", "text", None),

@@ -162,23 +162,31 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[dict[str, Any]] = []
     seconds: dict[str, float] = {}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    info = machine()
     for name in names:
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         module_rows, seconds[name] = run_module(name, args.quick)
         print(f"[bench] {name}: {len(module_rows)} row(s) in {seconds[name]:.1f} s", file=sys.stderr, flush=True)
         rows.extend(module_rows)
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    report = {"machine": machine(), "quick": args.quick, "module_seconds": seconds, "rows": rows}
-    (out / "bench.json").write_text(json.dumps(jsonable(report), indent=2, default=str) + "\n")
-    md = table(rows)
-    m = report["machine"]
-    header = (f"{m['date']}, commit {m['commit']}, {m['cores_usable']} cores ({m['cpu']}), {m['memory_gib']} GiB, "
-              f"Python {m['python']}, torch {m['torch']}{', --quick' if args.quick else ''}\n\n")
-    (out / "bench.md").write_text(header + md)
-    print(header + md)
+        # Written after every module, so an interrupted run still leaves the figures it has.
+        text = write_report(out, info, args.quick, seconds, rows)
+    print(text)
     return 0
+
+
+def write_report(out: Path, info: dict[str, Any], quick: bool, seconds: dict[str, float],
+                 rows: list[dict[str, Any]]) -> str:
+    """bench.json and bench.md in `out`; returns the markdown."""
+    report = {"machine": info, "quick": quick, "module_seconds": seconds, "rows": rows}
+    (out / "bench.json").write_text(json.dumps(jsonable(report), indent=2, default=str) + "\n")
+    header = (f"{info['date']}, commit {info['commit']}, {info['cores_usable']} cores ({info['cpu']}), "
+              f"{info['memory_gib']} GiB, Python {info['python']}, torch {info['torch']}"
+              f"{', --quick' if quick else ''}\n\n")
+    text = header + table(rows)
+    (out / "bench.md").write_text(text)
+    return text
 
 
 if __name__ == "__main__":

@@ -79,6 +79,7 @@ def _compare_multiple_choice(pred: str, gold: str, choices: list[str] | None, sy
     wanted = gold_letter(gold, choices)
     if wanted is None:
         return 0.0, "unparsable gold"
+    pred = drop_answer_phrase(pred)  # "The answer is $(C)$." -> "$(C)$"
     letter = letter_of(pred)
     if letter is not None:
         return (1.0, "") if letter == wanted else (0.0, "mismatch")
