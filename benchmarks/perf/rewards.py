@@ -21,6 +21,7 @@ completions on which they differ most.
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import logging
 import os
@@ -39,8 +40,9 @@ BLOCK = 64  # completions per turn: one batch each, so that load swings on a sha
 TIMEOUT = 5.0  # the recipes' reward timeout, and math-verify's and TRL's own
 BEFORE = "a685be19f09b792fadb7814fad064ef18ce62589"  # the last commit before the reward speed-up
 REPO = Path(__file__).resolve().parents[2]
-# Gold kinds and wrappings on which all three read the same answer and mean the same thing by "equal": a number or
-# an expression, boxed (math-verify and TRL look for a box; ours takes the box inside <answer>).
+# Where all three mean the same thing by "equal": a number or an expression, boxed (math-verify and TRL look for a
+# box; ours takes the box inside <answer>), and a gold that math-verify reads whole when given as it is (raw LaTeX
+# such as "x^2+3x" reads as nothing, "39\\pi" as 39: TRL then skips the item, plain math-verify compares with 39).
 SAME_SEMANTICS_KINDS = ("integer", "decimal", "fraction", "latex_frac", "expression")
 SAME_SEMANTICS_WRAPPINGS = ("tag_boxed", "boxed")
 
@@ -221,7 +223,16 @@ def agreement(items: list[Item], a: list[float], b: list[float], subset: Callabl
 
 def same_semantics(item: Item) -> bool:
     kind, wrapping, _ = item.category.split("/")
-    return kind in SAME_SEMANTICS_KINDS and wrapping in SAME_SEMANTICS_WRAPPINGS
+    return kind in SAME_SEMANTICS_KINDS and wrapping in SAME_SEMANTICS_WRAPPINGS and gold_read_whole(item.gold)
+
+
+@functools.lru_cache(maxsize=None)
+def gold_read_whole(gold: str) -> bool:
+    """Math-verify reads the raw gold as it reads the same gold in math delimiters."""
+    from math_verify import parse
+
+    raw, wrapped = parse(gold), parse(f"${gold}$")
+    return bool(raw) and bool(wrapped) and str(raw[0]) == str(wrapped[0])
 
 
 def top(differ: collections.Counter, k: int = 4) -> str:
@@ -282,7 +293,8 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         same, total, differ = agreement(items, verdicts[a], verdicts[b], same_semantics)
         if b != "ours before" and total:
             rows.append(Row("rewards", "agreement where the semantics agree", a, b, same, total, "items",
-                            same / total, note=f"boxed numbers and expressions; differ on {top(differ)}").as_dict())
+                            same / total, note=f"boxed numbers and expressions whose gold math-verify reads whole; "
+                                               f"differ on {top(differ)}").as_dict())
     return rows
 
 
