@@ -273,14 +273,24 @@ def test_work_directories_are_never_shared(tmp_path):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+# Every stage of the smoke recipe, each smaller: captions stay (their work directory once collided), difficulty
+# rollouts go, one training step per phase, one evaluation set of two items for the last phase. What is checked (who
+# computes which key, what is committed) is the same for every stage, whatever its size.
+SMALL_SMOKE = ["--set", "curation.difficulty.enabled=false",
+               *[arg for n in (1, 2, 3) for arg in ("--set", f"phases.{n}.max_steps=1")],
+               "--set", "evaluation.models=[phase3]", "--set", "evaluation.reference_rows=[]",
+               "--set", "evaluation.sets=[{name: synthetic-image, kind: synthetic_image, count: 2, seed: 10002, "
+                        "input: image}]"]
+
+
 @pytest.mark.slow
 def test_two_concurrent_runs_share_one_store_and_one_cache(cli_env, tmp_path):
     """Both succeed; every key is computed by one of them and committed once; both cite the same digests, which are
-    the store's; no lease, private work directory or replaced version is left behind."""
+    the store's; no lease, lock, private work directory or replaced version is left behind."""
     from test_pipeline import INFIMMR
 
     store = tmp_path / "store"
-    args = INFIMMR + ["run", "--recipe", "smoke", "--store", f"file://{store}", "--json"]
+    args = INFIMMR + ["run", "--recipe", "smoke", "--store", f"file://{store}", *SMALL_SMOKE, "--json"]
     procs = [subprocess.Popen(args, env=cli_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, start_new_session=True) for _ in range(2)]
     try:
