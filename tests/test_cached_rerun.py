@@ -44,6 +44,7 @@ def store_every_stage(tmp_path, but: str | None = None) -> tuple[str, dict[str, 
     return store.uri, refs
 
 
+@pytest.mark.slow  # 20 s on the shared 2-core box (keys of 7 stages, then the CLI's 5 s)
 def test_all_stored_rerun_starts_no_prefect_server_and_prints_the_run(tmp_path):
     store_uri, refs = store_every_stage(tmp_path)
     env = _cli_without_api(tmp_path, TEST_SERVER_EXIT_CODE="7", PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="5")
