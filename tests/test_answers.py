@@ -3,6 +3,7 @@ the official policies' building blocks (their expected outputs come from running
 
 from __future__ import annotations
 
+import math
 import time
 from fractions import Fraction
 
@@ -13,7 +14,14 @@ from infimmr_core.answers.compare import SymbolicNeeded, compare
 from infimmr_core.answers.extract import extract_final, final_boxes
 from infimmr_core.answers import symbolic
 from infimmr_core.answers.latex import drop_answer_phrase, drop_label, strip_group_braces
-from infimmr_core.answers.numbers import exact_verdict, parse_bearing, parse_number, same_quantity, strip_unit
+from infimmr_core.answers.numbers import (
+    exact_verdict,
+    parse_bearing,
+    parse_number,
+    same_quantity,
+    strip_unit,
+    tower_digits,
+)
 from infimmr_core.answers.symbolic import mv_compare
 from infimmr_core.answers.official import hendrycks, mathvision, mathvista, prm800k
 
@@ -126,6 +134,15 @@ def test_exact_verdict_agrees_with_math_verify(gold, pred, fast, slow):
 ])
 def test_strip_group_braces(text, stripped):
     assert strip_group_braces(text) == stripped
+
+
+@pytest.mark.parametrize("text, digits", [
+    ("9^{9^{9^{9}}}", math.inf), ("10^{10^{10^{10}}}", math.inf), ("9^{9^9}", 9**9 * math.log10(9)), ("2^{10}", math.log10(1024)),
+    ("2^{2^{3}}", math.log10(256)), ("10^{300}", 300.0), ("1^{9^{9^{9}}}", 0.0), ("0^{9^{9^{9}}}", 0.0), ("x^{2}", None),
+    ("2^{x}", None), ("5", None), ("9^{9^{9}", None),
+])
+def test_tower_digits(text, digits):
+    assert tower_digits(text) == pytest.approx(digits) if digits is not None else tower_digits(text) is None
 
 
 @pytest.mark.parametrize("text, answer", [

@@ -272,7 +272,8 @@ def test_reward_registry():
 
 
 PATHOLOGICAL = resp("\\boxed{10!^{10!}}")
-SLOW = resp("\\boxed{9^{9^{9^{9}}}}")  # math-verify grinds on this until interrupted
+SLOW = resp("\\boxed{9^{9^{9^{9}}}+1}")  # math-verify grinds on this until interrupted
+TOWER = resp("\\boxed{9^{9^{9^{9}}}}")  # the same number alone is known to be too large without math-verify
 
 
 def test_pathological_in_process():
@@ -283,6 +284,9 @@ def test_pathological_in_process():
     t0 = time.monotonic()
     assert accuracy_reward(SLOW, "1", timeout=1.0) == (0.0, "timeout")
     assert time.monotonic() - t0 < 2.0
+    assert accuracy_reward(TOWER, "1", timeout=1.0) == (0.0, "answer too large")
+    # Written like its gold it still goes to math-verify, which reads both unevaluated and matches them.
+    assert accuracy_reward(TOWER, "9^{9^{9^{9}}}", timeout=1.0) == (1.0, "")
 
 
 def test_pathological_batch_is_bounded(capsys):

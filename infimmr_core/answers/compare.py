@@ -16,9 +16,10 @@ from infimmr_core.answers.latex import (
     norm_text,
     strip_group_braces,
     strip_math_delims,
+    squash,
     unwrap_text_cmds,
 )
-from infimmr_core.answers.numbers import exact_verdict, parse_number, strip_unit
+from infimmr_core.answers.numbers import exact_verdict, parse_number, strip_unit, tower_digits
 from infimmr_core.answers.symbolic import mv_compare
 
 ANSWER_TYPES = ("multiple_choice", "numeric", "expression", "text", "unverifiable")
@@ -28,6 +29,8 @@ Comparator = Callable[..., "tuple[float, str]"]
 
 # An answer longer than this and than four times its gold is not handed to math-verify (see `compare_math`).
 LONG_ANSWER_CHARS = 256
+# Nor is a power tower of integers with more digits than this: no one can compute it within a reward's timeout.
+TOWER_MAX_DIGITS = 10**8
 
 
 class SymbolicNeeded(Exception):
@@ -45,6 +48,9 @@ def compare_math(pred: str, gold: str, *, constant_gold: bool, symbolic: bool = 
         same = exact_verdict(g_num, p_num)
         if same is not None:
             return (1.0, "") if same else (0.0, "mismatch")
+    if (tower_digits(pred) or 0) > TOWER_MAX_DIGITS and squash(pred) != squash(gold):
+        # 9^{9^{9^9}}: sympy would try to compute it and only time out (score 0) or hang.
+        return 0.0, "answer too large"
     if len(pred) > max(LONG_ANSWER_CHARS, 4 * len(gold)):
         # math-verify's LaTeX parser is superlinear (seconds for a sum of 100 terms): such an answer would only time
         # out, which scores 0 too. Four times the gold's length and more: never an equivalent form in practice.

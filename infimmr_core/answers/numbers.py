@@ -7,6 +7,7 @@ only by luck, and because a plain-number comparison needs no sympy at all.
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from fractions import Fraction
@@ -154,6 +155,29 @@ def exact_verdict(gold: Number, pred: Number) -> bool | None:
         return False
     margin = _ROUNDING_MARGIN + _RELATIVE_MARGIN * max(abs(gold.value), abs(pred.value))
     return False if abs(gold.value - pred.value) > margin else None
+
+
+_TOWER_RE = re.compile(r"\d+(?:\^\{?\d+)+\}*")
+
+
+def tower_digits(text: str) -> float | None:
+    """How many decimal digits a power tower of plain integers has (``9^{9^{9^9}}``: infinitely many, as far as
+    anyone can compute), None for anything else. Sympy would try to evaluate such a number and never finish."""
+    s = re.sub(r"\s+", "", text)
+    if not _TOWER_RE.fullmatch(s) or s.count("{") != s.count("}"):
+        return None
+    *bases, top = (int(n) for n in re.findall(r"\d+", s))
+    value: int | None = top  # exact while it is small, None once only its size matters
+    digits = math.log10(top) if top else 0.0
+    for base in reversed(bases):
+        if base <= 1:  # 0^0 = 1, 0^v = 0, 1^v = 1
+            value, digits = (base if value != 0 else 1), 0.0
+            continue
+        if value is None:
+            return math.inf
+        digits = value * math.log10(base)
+        value = base**value if digits < 10_000 else None
+    return digits
 
 
 # Length units to metres; an area or volume unit is the same word with ^2 / ^3.
