@@ -293,13 +293,16 @@ def _save_final(trainer, processor, run: PhaseRun) -> None:
 def train(run: PhaseRun) -> dict[str, Any]:
     """Train one phase (resuming from `run.resume_from` when set); rank 0 writes the artifact and the summary."""
     cfg = run.cfg
-    sync = None
+    sync, tensorboard = None, None
     if _rank_zero():
         store = store_from_config(run.recipe.store)
         sync = CheckpointSync(store, run.stage, run.key, run.trainer_dir.parent / "sync", cfg.keep_last_checkpoints)
-        # Event files hold the host name and wall times: they belong to the run record, not the artifact.
-        record = run.record_dir or run.trainer_dir.parent / "record"
-        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(record / "tensorboard"))
+        # Event files hold the host name and wall times: they belong to the run record, not the artifact. The variable
+        # is this run's only (an operator's own setting wins): left set, it would send the events of every later run in
+        # this process, and of the processes it starts, into this run's record.
+        if "TENSORBOARD_LOGGING_DIR" not in os.environ:
+            record = run.record_dir or run.trainer_dir.parent / "record"
+            tensorboard = os.environ["TENSORBOARD_LOGGING_DIR"] = str(record / "tensorboard")
     started = time.perf_counter()
     with reward_pool(run.recipe.rewards) as pool:
         try:
@@ -312,6 +315,8 @@ def train(run: PhaseRun) -> dict[str, Any]:
         finally:
             if sync is not None:
                 sync.close()
+            if tensorboard is not None:
+                os.environ.pop("TENSORBOARD_LOGGING_DIR", None)
     if not _rank_zero():
         return {}
     history = trainer.state.log_history

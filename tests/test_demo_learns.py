@@ -15,6 +15,7 @@ Fewer steps do not show it: 20 steps +3.5 [-4.9, +11.9], 35 steps +7.0 [-1.7, +1
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -47,7 +48,8 @@ def context(stage: str, recipe, tmp: Path, inputs: dict[str, Path], digests: dic
                         cache_dir=tmp / "cache", device="cpu", upstream_digests=digests, key=f"test-{stage}")
 
 
-def test_grpo_phase_one_raises_held_out_accuracy_beyond_noise(tmp_path):
+def test_grpo_phase_one_raises_held_out_accuracy_beyond_noise(tmp_path, monkeypatch):
+    monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
     torch.set_num_threads(1)  # as the recipe's runtime.torch_threads: reproducible, and fast on a shared 2-core box
     recipe = load_recipe("demo", SMALL)
 
@@ -64,6 +66,9 @@ def test_grpo_phase_one_raises_held_out_accuracy_beyond_noise(tmp_path):
     trained = training.run(phase)
     # The hand-off: phase 1 started from the base stage's weights as stored.
     assert trained["start_weights"] == weights_digest(load_model(base.out_dir / MODEL_DIR))
+    # The phase's TensorBoard directory was its own: not left in the environment for later runs (and the processes
+    # they start) to log into this run's record.
+    assert "TENSORBOARD_LOGGING_DIR" not in os.environ
 
     evaluate = context("evaluate", recipe, tmp_path, {"base": base.out_dir, "phase1": phase.out_dir},
                        {"base": "base-digest", "phase1": "phase1-digest"})
