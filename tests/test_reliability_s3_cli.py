@@ -28,6 +28,12 @@ pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 FAULT_RATE = 0.05
 SEED = 13
 MIX = {"truncate": 3.0}  # the other six kinds weigh 1 each
+# Every stage, each smaller (no difficulty rollouts, one training step per phase, one evaluation set of two items for
+# the last phase): the store's requests are what is under test, and every stage still makes them.
+SMALL = ["--set", "curation.difficulty.enabled=false",
+         *[arg for n in (1, 2, 3) for arg in ("--set", f"phases.{n}.max_steps=1")],
+         "--set", "evaluation.models=[phase3]", "--set", "evaluation.reference_rows=[]",
+         "--set", "evaluation.sets=[{name: synthetic-image, kind: synthetic_image, count: 2, seed: 10002, input: image}]"]
 
 
 def test_smoke_run_on_a_flaky_s3_succeeds_on_the_first_attempt(cli_env, s3_env, s3_server, tmp_path):
@@ -37,7 +43,7 @@ def test_smoke_run_on_a_flaky_s3_succeeds_on_the_first_attempt(cli_env, s3_env, 
         env = {**cli_env, **{k: os.environ[k] for k in os.environ if k.startswith("AWS_")},
                "AWS_ENDPOINT_URL": proxy.url, "INFIMMR_CACHE_DIR": str(tmp_path / "cache")}
         start = time.monotonic()
-        proc = infimmr(["run", "--recipe", "smoke", "--store", uri, "--json"], env, tmp_path, check=False)
+        proc = infimmr(["run", "--recipe", "smoke", "--store", uri, *SMALL, "--json"], env, tmp_path, check=False)
         elapsed = time.monotonic() - start
         requests, faults, repeated, methods = proxy.requests, dict(proxy.faults), proxy.repeated, dict(proxy.methods)
     print(f"\nflaky S3 smoke run: exit {proc.returncode} in {elapsed:.0f}s; {requests} requests {methods}, "
