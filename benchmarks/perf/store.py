@@ -110,7 +110,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     from infimmr_core.store import S3Store
 
     large, large_bytes, small = QUICK if quick else FULL
-    repeats = 2 if quick else 1  # ~1 GB moves 4 times per repeat: about 3 minutes on 2 idle cores
+    repeats = 2  # ~1 GB moves 4 times per repeat: about a minute a repeat on 2 quiet cores
     server = MotoServer()
     scratch = Path(tempfile.mkdtemp(prefix="infimmr-bench-store-"))
     saved_env = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
