@@ -8,6 +8,7 @@ import json
 import pickle
 from pathlib import Path
 
+import boto3
 import pytest
 from prefect._internal.result_records import ResultRecord, ResultRecordMetadata
 from prefect.serializers import JSONSerializer
@@ -176,8 +177,10 @@ def test_s3_result_storage_refuses_a_pickled_record(s3_env, tmp_path):
     block.write_path(name, good.serialize(), _sync=True)
     assert ResultRecord.deserialize(block.read_path(name, _sync=True)).result == ref
 
+    # Someone who can write the bucket replaces the record (our own writer refuses to store anything but an
+    # artifact's record, so the poison goes in through S3 itself).
     marker = tmp_path / "pwned"
-    block.write_path(name, pickled(marker), _sync=True)
+    boto3.client("s3").put_object(Bucket=s3_env, Key=f"runs/_prefect/results/{name}", Body=pickled(marker))
     with pytest.raises(RecordRefused, match="declares serializer 'pickle'"):
         block.read_path(name, _sync=True)
     assert not marker.exists()
