@@ -86,6 +86,10 @@ class StoreConfig(Strict):
         200 * 1024**3, ge=0, description="Bound of the S3 download cache of each bucket (bytes); least recently used "
         "whole artifacts are evicted after a download that exceeds it."
     )
+    keep_failed_work_days: float = operational(
+        7, ge=0, description="A failed key's work directory in the cache (what a rerun of that key resumes from) is "
+        "removed by a later run once nothing has written to it for this many days; 0 keeps it until its key runs again."
+    )
     lease_seconds: float = operational(
         LEASE_SECONDS, ge=1, le=86400, description="How long a stage's lease on its key (single flight: one run "
         "computes a key, the others wait for it) outlives its last renewal; the owner renews it every quarter of this. "

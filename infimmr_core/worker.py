@@ -25,7 +25,7 @@ from infimmr_core.store import store_from_config
 
 
 @contextmanager
-def work_dir_of(cache_dir: Path, stage: str, key: str) -> Iterator[Path]:
+def work_dir_of(cache_dir: Path, stage: str, key: str, *, keep_failed_days: float = 0) -> Iterator[Path]:
     """This attempt's scratch directory, never shared with another process, and nothing of it left behind.
 
     The key's own directory (work/<stage>/<key>) holds resumable state (captions, evaluation shards, trainer
@@ -35,11 +35,14 @@ def work_dir_of(cache_dir: Path, stage: str, key: str) -> Iterator[Path]:
     works in a private work/<stage>/<key>.run-<id>, locked by work/<stage>/<key>.run-<id>.lock for as long as it
     lives, and removes both when it ends, whatever the outcome. The key's lock file goes when its run ends too (the
     directory stays only as a failed key's resumable state; a success removes it). A run killed before it could
-    clean up leaves a private directory whose lock nobody holds: the next run on this cache removes it. Nobody deletes
-    a directory whose lock is held, or one it did not lock."""
+    clean up leaves a private directory whose lock nobody holds: the next run on this cache removes it, and a failed
+    key's directory that nothing touched for `keep_failed_days` (0: kept until its key runs again). Nobody deletes a
+    directory whose lock is held, or one it did not lock."""
     root = cache_dir / "work" / stage
     root.mkdir(parents=True, exist_ok=True)
     remove_dead_runs(cache_dir / "work")
+    if keep_failed_days > 0:
+        remove_stale_keys(cache_dir / "work", max_age_seconds=keep_failed_days * 86400)
     key_lock = root / f"{key}.lock"
     fd = _try_lock(key_lock)
     if fd is not None:
@@ -77,6 +80,39 @@ def remove_dead_runs(work: Path) -> list[Path]:
             _remove_lock(lock, fd)
         removed.append(lock)
     return removed
+
+
+def remove_stale_keys(work: Path, *, max_age_seconds: float, now: float | None = None) -> list[Path]:
+    """Remove failed keys' directories under `work` (their resumable state) that nothing has written for
+    `max_age_seconds`: a key nobody reruns would keep its scratch forever. Each is removed holding its key's lock, so a
+    run of that key starting meanwhile works in a private directory instead; one whose lock is held is in use."""
+    now = time.time() if now is None else now
+    removed = []
+    for directory in sorted(p for p in work.glob("*/*") if p.is_dir() and ".run-" not in p.name):
+        if now - _last_write(directory) < max_age_seconds:
+            continue
+        lock = directory.with_name(directory.name + ".lock")
+        fd = _try_lock(lock)
+        if fd is None:
+            continue  # a live run of that key
+        try:
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory)
+        finally:
+            _remove_lock(lock, fd)
+    return removed
+
+
+def _last_write(directory: Path) -> float:
+    """The newest modification time in a directory tree (the directory itself included)."""
+    newest = directory.stat().st_mtime
+    for base, dirs, files in os.walk(directory):
+        for name in dirs + files:
+            try:
+                newest = max(newest, os.lstat(os.path.join(base, name)).st_mtime)
+            except FileNotFoundError:
+                pass
+    return newest
 
 
 def _try_lock(path: Path, *, wait: bool = False, create: bool = True) -> int | None:
@@ -125,7 +161,7 @@ def main(spec_path: str) -> None:
         name: store.get_file(ref["stage"], ref["key"], ref["path"]) if ref.get("path") else store.get_dir(ref["stage"], ref["key"])
         for name, ref in spec["upstream"].items()
     }
-    with work_dir_of(store.cache_dir, stage, key) as work_dir:
+    with work_dir_of(store.cache_dir, stage, key, keep_failed_days=recipe.store.keep_failed_work_days) as work_dir:
         _run(spec, stage, key, recipe, store, inputs, work_dir)
 
 

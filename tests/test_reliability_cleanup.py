@@ -29,7 +29,7 @@ from infimmr_core.recipes import load_recipe
 from infimmr_core.s3_retry import RetryBudget
 from infimmr_core.stages import ArtifactRef, StagePlan, key_inputs, produce
 from infimmr_core.store import LocalStore, open_store
-from infimmr_core.worker import remove_dead_runs, work_dir_of
+from infimmr_core.worker import _try_lock, remove_dead_runs, remove_stale_keys, work_dir_of
 from trees import write_tree
 
 pytestmark = pytest.mark.reliability
@@ -139,6 +139,40 @@ def test_what_dead_runs_left_is_removed_by_the_next_run_and_live_runs_are_left_a
                     proc.join(30)
     assert remove_dead_runs(tmp_path / "work") == [works[1], works[1].with_name(works[1].name + ".lock")]
     assert leftovers(tmp_path) == ["curate-shard/k1", "evaluate/k2"]
+
+
+def test_a_failed_keys_work_directory_goes_once_nothing_touched_it_for_the_configured_age(tmp_path):
+    work = tmp_path / "work"
+    day, now = 86400.0, time.time()
+
+    def key_dir(name: str, age_days: float) -> Path:
+        directory = work / "evaluate" / name
+        (directory / "shards").mkdir(parents=True)
+        (directory / "shards" / "0.json").write_text("{}")
+        for path in (directory / "shards" / "0.json", directory / "shards", directory):
+            os.utime(path, (now - age_days * day, now - age_days * day))
+        return directory
+
+    old, recent, in_use = key_dir("old", 9), key_dir("recent", 2), key_dir("in-use", 30)
+    touched = key_dir("touched", 30)
+    os.utime(touched / "shards" / "0.json", (now, now))  # a file written today keeps its whole directory
+    held = _try_lock(in_use.with_name("in-use.lock"))  # a live run of that key
+    try:
+        assert remove_stale_keys(work, max_age_seconds=7 * day, now=now) == [old]
+    finally:
+        os.close(held)
+    assert leftovers(tmp_path) == ["evaluate/in-use", "evaluate/in-use.lock", "evaluate/recent", "evaluate/touched"]
+    assert not (work / "evaluate" / "old.lock").exists()  # the lock it took to remove it goes too
+
+    # Through a run: the setting reaches the worker's clean-up; 0 keeps everything.
+    assert load_recipe("smoke").store.keep_failed_work_days == 7
+    with work_dir_of(tmp_path, "curate", "k", keep_failed_days=0):
+        pass
+    assert (work / "evaluate" / "recent").is_dir()
+    with work_dir_of(tmp_path, "curate", "k", keep_failed_days=1):
+        pass
+    # One day: the two-day-old directory goes, and so does the one whose run has ended since; today's stays.
+    assert leftovers(tmp_path) == ["evaluate/touched"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
