@@ -155,7 +155,8 @@ def evict(cache_dir: Path, max_bytes: int, keep: Iterable[Path]) -> list[Path]:
     return evicted
 
 
-def _newest_mtime(path: Path) -> float:
+def newest_mtime(path: Path) -> float:
+    """The newest modification time in a file or directory tree (the top included; links not followed)."""
     newest = path.lstat().st_mtime
     if path.is_dir() and not path.is_symlink():
         for dirpath, dirnames, filenames in os.walk(path):
@@ -181,7 +182,7 @@ def remove_stale(folders: Iterable[Path], older_than: float = STALE_SECONDS, now
             if not (child.name.startswith(".") and any(m in child.name for m in _TEMP_MARKERS)):
                 continue
             try:
-                if now - _newest_mtime(child) < older_than:
+                if now - newest_mtime(child) < older_than:
                     continue
                 if child.is_dir() and not child.is_symlink():
                     shutil.rmtree(child)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from infimmr_core.config import Recipe
 from infimmr_core.context import StageContext
+from infimmr_core.download_cache import newest_mtime
 from infimmr_core.inference import resolve_device
 from infimmr_core import threads
 from infimmr_core.stages import SHARD, SPECS
@@ -89,7 +90,7 @@ def remove_stale_keys(work: Path, *, max_age_seconds: float, now: float | None =
     now = time.time() if now is None else now
     removed = []
     for directory in sorted(p for p in work.glob("*/*") if p.is_dir() and ".run-" not in p.name):
-        if now - _last_write(directory) < max_age_seconds:
+        if now - newest_mtime(directory) < max_age_seconds:
             continue
         lock = directory.with_name(directory.name + ".lock")
         fd = _try_lock(lock)
@@ -101,18 +102,6 @@ def remove_stale_keys(work: Path, *, max_age_seconds: float, now: float | None =
         finally:
             _remove_lock(lock, fd)
     return removed
-
-
-def _last_write(directory: Path) -> float:
-    """The newest modification time in a directory tree (the directory itself included)."""
-    newest = directory.stat().st_mtime
-    for base, dirs, files in os.walk(directory):
-        for name in dirs + files:
-            try:
-                newest = max(newest, os.lstat(os.path.join(base, name)).st_mtime)
-            except FileNotFoundError:
-                pass
-    return newest
 
 
 def _try_lock(path: Path, *, wait: bool = False, create: bool = True) -> int | None:
