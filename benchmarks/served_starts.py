@@ -62,7 +62,7 @@ def _deployment_id(api: str, served: subprocess.Popen, timeout: float = 300) -> 
     raise RuntimeError("the stage-curate deployment never appeared")
 
 
-def _create_run(api: str, deployment: str, parameters: dict) -> str:
+def create_run(api: str, deployment: str, parameters: dict) -> str:
     for _ in range(20):  # a busy SQLite server answers 503 for a moment: that is not a failed start
         resp = httpx.post(f"{api}/deployments/{deployment}/create_flow_run", timeout=60, json={"parameters": parameters})
         if resp.status_code != 503:
@@ -111,7 +111,7 @@ def main() -> int:
             todo, running = args.runs, set()
             while todo or running:
                 while todo and len(running) < args.parallel:
-                    running.add(_create_run(api, deployment, {"recipe_name": "smoke",
+                    running.add(create_run(api, deployment, {"recipe_name": "smoke",
                                                               "overrides": [f"store.uri={store}"]}))
                     todo -= 1
                 time.sleep(1)

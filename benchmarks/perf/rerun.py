@@ -34,6 +34,7 @@ from typing import Any
 
 import httpx
 
+from benchmarks.served_starts import create_run
 from benchmarks.perf.common import median, print_rows, ratio_row, side_by_side
 from infimmr_core.stages import COLLECT, SHARD, STAGES
 from infimmr_core.store import open_store
@@ -158,9 +159,7 @@ def wait_for(what: str, probe, timeout: float, proc: subprocess.Popen | None = N
 def served_run(api: str, deployment: str, parameters: dict[str, Any], served: subprocess.Popen) -> tuple[float, dict]:
     """Wall seconds from the REST request to the flow run's final state (a user's view), and the final run."""
     started = time.perf_counter()
-    resp = httpx.post(f"{api}/deployments/{deployment}/create_flow_run", json={"parameters": parameters}, timeout=60)
-    resp.raise_for_status()
-    run_id = resp.json()["id"]
+    run_id = create_run(api, deployment, parameters)  # retries a busy SQLite server's 503s
 
     def final() -> dict | None:
         run = httpx.get(f"{api}/flow_runs/{run_id}", timeout=30).json()
