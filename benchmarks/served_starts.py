@@ -40,7 +40,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _stop(proc: subprocess.Popen, sig: int = signal.SIGINT) -> None:
+def stop(proc: subprocess.Popen, sig: int = signal.SIGINT) -> None:
     if proc.poll() is None:  # still ours: its pid and group cannot have been reused
         os.killpg(proc.pid, sig)
         try:
@@ -131,8 +131,8 @@ def main() -> int:
             return 0 if not system_errors and states.get("COMPLETED") == args.runs else 1
         finally:
             if served is not None:
-                _stop(served)
-            _stop(server, signal.SIGTERM)
+                stop(served)
+            stop(server, signal.SIGTERM)
 
 
 if __name__ == "__main__":

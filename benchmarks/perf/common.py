@@ -7,6 +7,7 @@ alternately, A B A B ..., in one process, never one after the other in blocks or
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 import json
 import statistics
 import sys
@@ -78,3 +79,14 @@ def print_rows(rows: list[dict[str, Any]]) -> None:
     """What each module's `__main__` does: its rows as JSON on stdout."""
     json.dump(rows, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
+
+
+def end_child(proc: subprocess.Popen) -> None:
+    """End a helper process that stops when its stdin closes (a scorer, a moto server): close it, wait, kill if stuck."""
+    if proc.poll() is None:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

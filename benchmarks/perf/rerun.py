@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.served_starts import create_run
+from benchmarks.served_starts import create_run, stop
 from benchmarks.perf.common import median, print_rows, ratio_row, side_by_side
 from infimmr_core.stages import COLLECT, SHARD, STAGES
 from infimmr_core.store import open_store
@@ -132,17 +132,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def stop(proc: subprocess.Popen, sig: int = signal.SIGINT) -> None:
-    """Stop a process group this module started (its own session), harder if it does not go."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def wait_for(what: str, probe, timeout: float, proc: subprocess.Popen | None = None):

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from benchmarks.perf.common import Row, print_rows, ratio_row
+from benchmarks.perf.common import Row, end_child, print_rows, ratio_row
 from benchmarks.perf.reward_items import Item, build_items
 
 BATCH = 64  # completions per reward call: 8 prompts x a group of 8
@@ -181,12 +181,7 @@ class Before:
         return answer["seconds"], answer["acc"]
 
     def close(self) -> None:
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        end_child(self.proc)
 
 
 def measure(scorers: list, items: list[Item], hanging: int) -> tuple[dict[str, float], dict[str, float],

@@ -27,7 +27,7 @@ from typing import Any
 
 import boto3
 
-from benchmarks.perf.common import median, print_rows, ratio_row, side_by_side
+from benchmarks.perf.common import end_child, median, print_rows, ratio_row, side_by_side
 
 BENCH = "store"
 _MiB = 1024 * 1024
@@ -87,13 +87,7 @@ class MotoServer:
         self.endpoint_url = f"http://127.0.0.1:{int(line)}"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        end_child(self.proc)
 
 
 def _empty(client: Any, bucket: str, prefix: str) -> None:
