@@ -25,22 +25,11 @@ from infimmr_core.lease import acquire, holding
 from infimmr_core.stages import StagePlan, produce
 from infimmr_core.store import MANIFEST_NAME, StoreError, open_store
 from infimmr_core.worker import work_dir_of
+from trees import read_tree, write_tree
 
 pytestmark = pytest.mark.reliability
 
 STAGE = "phase1"
-
-
-def write_tree(root: Path, files: dict[str, bytes]) -> Path:
-    for rel, data in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_bytes(data)
-    return root
-
-
-def read_tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != MANIFEST_NAME}
 
 
 def stored_objects(store, stage: str, key: str) -> list[str]:
