@@ -50,6 +50,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from infimmr_core import download_cache
 from infimmr_core.atomic import fsync_dir, write_atomic, write_temp
 from infimmr_core.config import StoreConfig
+from infimmr_core.hash_index import HashIndex
 from infimmr_core.s3_retry import BodyMismatch, RetriesExhausted, RetryBudget, RetryingClient, describe
 from infimmr_core.store_root import NotAStoreRoot, check_local_root, claim
 
@@ -149,19 +150,21 @@ def _sha256_file(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _scan_dir(local_dir: Path) -> list[FileEntry]:
-    """Every regular file under local_dir (symlinked dirs are not followed), sorted by path."""
-    paths = []
+def _scan_dir(local_dir: Path, cache_dir: Path) -> list[FileEntry]:
+    """Every regular file under local_dir (symlinked dirs are not followed), sorted by path. A file unchanged since
+    an earlier scan (its stat identity, remembered under cache_dir: see hash_index) is not read again."""
+    rels = []
     for dirpath, _, filenames in os.walk(local_dir):
         for name in filenames:
-            path = Path(dirpath, name)
-            if path.relative_to(local_dir).as_posix() == MANIFEST_NAME:
+            rel = Path(dirpath, name).relative_to(local_dir).as_posix()
+            if rel == MANIFEST_NAME:
                 raise StoreError(f"{local_dir}: a top-level {MANIFEST_NAME} is reserved for the store")
-            paths.append(path)
+            rels.append(rel)
+    index = HashIndex(cache_dir, local_dir, hasher=_sha256_file)
     # hashlib releases the GIL while it hashes, so a model's shards are hashed on every core at once.
-    digests = _parallel(_sha256_file, paths)
-    entries = [FileEntry(path=path.relative_to(local_dir).as_posix(), size=path.stat().st_size, sha256=sha)
-               for path, sha in zip(paths, digests)]
+    hashed = _parallel(index.sha256, rels)
+    index.save()
+    entries = [FileEntry(path=rel, size=size, sha256=sha) for rel, (sha, size) in zip(rels, hashed)]
     return sorted(entries, key=lambda e: e.path)
 
 
@@ -376,7 +379,7 @@ class ArtifactStore(ABC):
         if existing is not None and not replace:  # checked before hashing: a kept artifact needs no digest
             _log.info("%s is already committed (digest %s); kept, not replaced", self._where(stage, key), existing.digest)
             return existing
-        files = _scan_dir(src)
+        files = _scan_dir(src, self.cache_dir)
         manifest = Manifest(
             stage=stage,
             key=key,
