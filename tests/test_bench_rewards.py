@@ -43,6 +43,18 @@ def test_gold_read_whole(gold, whole):
     assert rewards.gold_read_whole(gold) is whole
 
 
+@pytest.mark.parametrize("completion, one_box", [
+    ("<think>so the total is \\boxed{84}. we get 912.</think><answer>\\boxed{912}</answer>", True),
+    # math-verify joins these two boxes into "84,912", the number 84912: its semantics differ from a single answer's
+    ("<think>First, note that the area is base times height. so the total is an intermediate value is \\boxed{84}. "
+     "Simplifying the fraction, we get 912.</think><answer>\\boxed{912}</answer>", False),
+    ("<answer>\\boxed{\\frac{3}{4}}</answer>", True),
+    ("no box at all: 7", True),
+])
+def test_reads_one_box(completion, one_box):
+    assert rewards.reads_one_box(completion) is one_box
+
+
 @pytest.mark.slow
 def test_quick_run_reports_every_row():
     rows = rewards.run(quick=True)

@@ -224,7 +224,23 @@ def agreement(items: list[Item], a: list[float], b: list[float], subset: Callabl
 
 def same_semantics(item: Item) -> bool:
     kind, wrapping, _ = item.category.split("/")
-    return kind in SAME_SEMANTICS_KINDS and wrapping in SAME_SEMANTICS_WRAPPINGS and gold_read_whole(item.gold)
+    return (kind in SAME_SEMANTICS_KINDS and wrapping in SAME_SEMANTICS_WRAPPINGS and gold_read_whole(item.gold)
+            and reads_one_box(item.completion))
+
+
+@functools.lru_cache(maxsize=None)
+def reads_one_box(completion: str) -> bool:
+    """Math-verify takes the answer from one box, as ours and TRL do. Given an intermediate box and the final one in
+    a sentence it can join them instead ("\\boxed{84}. ... \\boxed{912}" reads as "84,912", then as the number
+    84912): an answer the completion never wrote, so the semantics differ there (8 of the 4,096 items)."""
+    from math_verify import parse
+
+    from infimmr_core.answers.extract import boxed_contents
+
+    parsed = parse(completion)
+    boxes = [content.strip() for _, _, content in boxed_contents(completion)]
+    joined = {",".join(boxes[i:j]) for i in range(len(boxes)) for j in range(i + 2, len(boxes) + 1)}
+    return len(parsed) < 2 or str(parsed[1]) not in joined
 
 
 @functools.lru_cache(maxsize=None)
