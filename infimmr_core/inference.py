@@ -1,6 +1,8 @@
 """One generation interface over two backends: transformers (CPU or GPU) and vLLM (GPU only).
 
 Both render prompts with the model directory's own chat template, so a request means the same thing to each.
+torch and the model code are imported where a generator is built or runs, not here: stages that only use the request
+types (the curate merge, through curation's modules) or resolve a named device must not pay for them (issue 15).
 """
 
 from __future__ import annotations
@@ -9,10 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
-import torch
 from PIL import Image
-
-from infimmr_core.models import load_model, load_processor
 
 
 @dataclass
@@ -63,6 +62,8 @@ def _render_prompt(processor, request: GenerationRequest) -> str:
 def resolve_device(device: str) -> str:
     """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; any other value as given."""
     if device == "auto":
+        import torch
+
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
 
@@ -79,6 +80,8 @@ class TransformersGenerator:
         min_pixels: int | None = None,
         max_pixels: int | None = None,
     ):
+        from infimmr_core.models import load_model, load_processor
+
         self.device = resolve_device(device)
         self.batch_size = batch_size
         self.processor = load_processor(model_dir, min_pixels=min_pixels, max_pixels=max_pixels)
@@ -94,6 +97,8 @@ class TransformersGenerator:
         return generator
 
     def generate(self, requests: list[GenerationRequest], sampling: SamplingSpec) -> list[list[str]]:
+        import torch
+
         completions: list[list[str]] = []
         for index, start in enumerate(range(0, len(requests), self.batch_size)):
             # Seeding per batch makes a batch's samples independent of how many batches ran before it.
@@ -102,6 +107,8 @@ class TransformersGenerator:
         return completions
 
     def _generate_batch(self, requests: list[GenerationRequest], sampling: SamplingSpec) -> list[list[str]]:
+        import torch
+
         inputs = self._encode(requests)
         greedy = sampling.temperature == 0
         # Greedy decoding gives n identical texts: compute one and repeat it (generate refuses n > 1 greedy).
@@ -148,6 +155,8 @@ class VLLMGenerator:
         max_images_per_prompt: int = 4,
         seed: int = 0,
     ):
+        from infimmr_core.models import load_processor
+
         vllm = _import_vllm()
         # Only renders prompts (the same template as the transformers backend); vLLM resizes images itself,
         # within the bounds passed as mm_processor_kwargs below.

@@ -21,8 +21,14 @@ from infimmr_core.context import StageContext
 from infimmr_core.download_cache import newest_mtime
 from infimmr_core.inference import resolve_device
 from infimmr_core import threads
-from infimmr_core.stages import SHARD, SPECS
+from infimmr_core.stages import COLLECT, SHARD, SPECS
 from infimmr_core.store import store_from_config
+
+# Stages that compute on no device: they run on the CPU whatever `runtime.device` says, so this process never imports
+# torch to resolve `auto` for them. Importing torch costs a stage process 2-4 s on a shared 2-core box, and tearing it
+# down ~1 s more: several times these stages' own work (issue 15). tests/test_light_imports.py holds their modules,
+# and this one, to importing no ML library.
+NO_DEVICE = frozenset({COLLECT, "curate", "publish"})
 
 
 @contextmanager
@@ -142,6 +148,10 @@ def main(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     stage, key = spec["stage"], spec["key"]
     recipe = Recipe.model_validate(spec["recipe"])
+    if stage not in NO_DEVICE:
+        # Loaded now, so that its threads are set below rather than read from OMP_NUM_THREADS when the stage loads it
+        # (torch caps that variable at the machine's cores; a configured torch_threads is not capped).
+        import torch  # noqa: F401
     # Every stage process, configured or not: torch's default is the machine's cores, not this process's share.
     threads.apply(threads.intra_op_threads(recipe.runtime.torch_threads,
                                            processes=recipe.runtime.parallel_shards if stage == SHARD else 1))
@@ -161,7 +171,7 @@ def _run(spec: dict, stage: str, key: str, recipe: Recipe, store, inputs: dict[s
     out_dir.mkdir(parents=True)
     ctx = StageContext(
         stage=stage, recipe=recipe, inputs=inputs, out_dir=out_dir, work_dir=work_dir,
-        cache_dir=store.cache_dir, device=resolve_device(recipe.runtime.device),
+        cache_dir=store.cache_dir, device="cpu" if stage in NO_DEVICE else resolve_device(recipe.runtime.device),
         upstream_digests={name: ref["digest"] for name, ref in spec["upstream"].items()},
         store=store, key=key,
     )

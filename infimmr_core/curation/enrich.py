@@ -24,8 +24,6 @@ from infimmr_core.data.adapters import json_safe
 from infimmr_core.data.pool_io import read_pool, write_pool
 from infimmr_core.data.sources import Quarantined
 from infimmr_core.inference import Generator, TransformersGenerator, make_generator
-from infimmr_core.base_model import model_or_base
-from infimmr_core.models import load_processor
 
 SAMPLES_FILE = "samples.parquet"
 Opener = Callable[[], Generator]
@@ -40,6 +38,10 @@ def opener(ctx: StageContext, model: ModelRef | None, gen: GenerationConfig, loa
     own batch size and image resolution. vLLM engines are not shared (one holds its share of the GPU until freed)."""
 
     def open_generator() -> Generator:
+        # Here, not at the top: the curate merge imports this module for its file names, and models imports torch.
+        from infimmr_core.base_model import model_or_base
+        from infimmr_core.models import load_processor
+
         model_dir = model_or_base(ctx, model)
         if loaded is not None and gen.backend == "transformers" and (held := loaded.get(str(model_dir))):
             first, max_pixels = held
