@@ -1,8 +1,11 @@
-"""Child-process entry point: `python -m infimmr_core.worker SPEC.json` runs one stage and stores its artifact."""
+"""Child-process entry point: `python -m infimmr_core.worker SPEC.json` runs one stage and stores its artifact;
+`python -m infimmr_core.worker --serve MARKER` runs one after another the stages whose spec paths it reads on stdin
+(curation's parts, see infimmr_core.runner)."""
 
 from __future__ import annotations
 
 import fcntl
+import gc
 import importlib
 import json
 import os
@@ -29,6 +32,14 @@ from infimmr_core.store import store_from_config
 # down ~1 s more: several times these stages' own work (issue 15). tests/test_light_imports.py holds their modules,
 # and this one, to importing no ML library.
 NO_DEVICE = frozenset({COLLECT, "curate", "publish"})
+
+
+def uses_device(stage: str, recipe: Recipe) -> bool:
+    """Does this run of `stage` compute with torch? Not the NO_DEVICE stages, nor a shard that neither captions nor
+    rolls out (it copies its samples; the band reads the dataset's own pass-rate column)."""
+    if stage == SHARD:
+        return recipe.curation.captioning.enabled or recipe.curation.difficulty.rolls_out
+    return stage not in NO_DEVICE
 
 
 @contextmanager
@@ -148,7 +159,7 @@ def main(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     stage, key = spec["stage"], spec["key"]
     recipe = Recipe.model_validate(spec["recipe"])
-    if stage not in NO_DEVICE:
+    if uses_device(stage, recipe):
         # Loaded now, so that its threads are set below rather than read from OMP_NUM_THREADS when the stage loads it
         # (torch caps that variable at the machine's cores; a configured torch_threads is not capped).
         import torch  # noqa: F401
@@ -171,7 +182,7 @@ def _run(spec: dict, stage: str, key: str, recipe: Recipe, store, inputs: dict[s
     out_dir.mkdir(parents=True)
     ctx = StageContext(
         stage=stage, recipe=recipe, inputs=inputs, out_dir=out_dir, work_dir=work_dir,
-        cache_dir=store.cache_dir, device="cpu" if stage in NO_DEVICE else resolve_device(recipe.runtime.device),
+        cache_dir=store.cache_dir, device=resolve_device(recipe.runtime.device) if uses_device(stage, recipe) else "cpu",
         upstream_digests={name: ref["digest"] for name, ref in spec["upstream"].items()},
         store=store, key=key,
     )
@@ -205,9 +216,35 @@ def report_error(spec_path: str, error: Exception) -> None:
         pass
 
 
+def serve(marker: str) -> None:
+    """Run parts one after another in this process, a warm worker of `infimmr_core.runner`: each line on stdin is a
+    spec's path; each part's output ends with a line `<marker> next` (send another) or `<marker> last` (this process
+    ends now). A part that fails ends the process, as it would a process of its own; so does one that used a GPU or a
+    vLLM engine, whose memory only the end of the process surely gives back. Stdin closed: the process ends."""
+    while spec_path := sys.stdin.readline().strip():
+        try:
+            main(spec_path)
+        except Exception as error:
+            report_error(spec_path, error)
+            raise
+        last = _holds_device_memory()
+        print(f"{marker} {'last' if last else 'next'}", flush=True)
+        if last:
+            return
+        gc.collect()  # the part's model and data, before the next part loads its own
+
+
+def _holds_device_memory() -> bool:
+    torch = sys.modules.get("torch")
+    return "vllm" in sys.modules or (torch is not None and torch.cuda.is_initialized())
+
+
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1])
-    except Exception as error:
-        report_error(sys.argv[1], error)
-        raise
+    if sys.argv[1] == "--serve":
+        serve(sys.argv[2])
+    else:
+        try:
+            main(sys.argv[1])
+        except Exception as error:
+            report_error(sys.argv[1], error)
+            raise

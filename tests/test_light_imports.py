@@ -27,6 +27,7 @@ LIGHT: dict[str, str] = {
                               "sampling types; torch is loaded when a generator is built",
     "infimmr_core.curation.collect": "curate-collect reads, filters, decontaminates and deduplicates rows",
     "infimmr_core.curation.stage": "the curate merge: the pass-rate band, the pools and the report, from files",
+    "infimmr_core.curation.enrich": "a curate-shard without captions or rollouts copies its samples",
     "infimmr_core.publish": "publish writes the Hub folder and pushes it",
 }
 
@@ -74,12 +75,15 @@ def test_a_collect_part_runs_without_torch_even_on_device_auto(tmp_path, monkeyp
     recipe.store.uri, recipe.store.cache_dir = store.uri, str(store.cache_dir)
     monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")  # the child prints each import to stderr, which we read
     lines: list[str] = []
-    from infimmr_core.runner import run_stage_process
+    from infimmr_core.runner import close_warm_workers, run_stage_process
+
+    close_warm_workers()  # the part must start a worker of its own, with the variable set
 
     plan = plan_stage(COLLECT, recipe, {})
     ref = produce(store, plan, lambda p: run_stage_process(p, recipe, {}, on_line=lines.append))
     assert not ref.reused and store.manifest(COLLECT, plan.key) is not None
     imported = {line.rsplit("|", 1)[-1].strip() for line in lines if line.startswith("import time:")}
+    close_warm_workers()
     assert "infimmr_core.config" in imported  # the log is there (the worker itself runs as __main__)
     assert not {name for name in imported if name.partition(".")[0] in HEAVY}, [l for l in lines if "torch" in l][:5]
 
@@ -108,11 +112,16 @@ print(json.dumps([torch.get_num_threads() if torch else None, os.environ.get("OM
 
 
 @pytest.mark.slow  # a torch import: 3 s on an idle 2-core box, more on a loaded one
-@pytest.mark.parametrize(("stage", "torch_threads"), [(SHARD, True), (COLLECT, False), ("publish", False)])
-def test_the_worker_sets_threads_whether_or_not_it_loads_torch(tmp_path, stage, torch_threads):
+@pytest.mark.parametrize(("stage", "overrides", "torch_threads"), [
+    (SHARD, [], True),
+    (SHARD, ["curation.captioning.enabled=false", "curation.difficulty.enabled=false", "phases.2.input=image"], False),
+    (COLLECT, [], False),
+    ("publish", [], False),
+])
+def test_the_worker_sets_threads_whether_or_not_it_loads_torch(tmp_path, stage, overrides, torch_threads):
     # More threads than cores, which torch would not take from OMP_NUM_THREADS alone (it caps that at the cores).
     threads = len(os.sched_getaffinity(0)) + 1
-    recipe = load_recipe("smoke", [f"runtime.torch_threads={threads}"])
+    recipe = load_recipe("smoke", [f"runtime.torch_threads={threads}", *overrides])
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({"stage": stage, "key": "k", "recipe": recipe.model_dump(mode="json", by_alias=True),
                                 "upstream": {}}))
