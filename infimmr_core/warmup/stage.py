@@ -28,7 +28,7 @@ from infimmr_core.layout import MODEL_DIR, WARMUP_LOG
 from infimmr_core.models import load_model, load_processor
 from infimmr_core.rewards import accuracy_reward
 from infimmr_core.supervised import assistant_loss, chat_batch
-from infimmr_core.warmup.schedule import all_reached, distance_to_target, is_check_step, shares, weights
+from infimmr_core.warmup.schedule import all_reached, distance_to_target, is_check_step, keeps, shares, weights
 from infimmr_core.warmup.targets import training_chat
 from infimmr_core.warmup.vision import prewarm_vision
 from infimmr_core.weights import weights_digest
@@ -53,8 +53,8 @@ class TaskData:
 
 @dataclass
 class Kept:
-    """The checked model closest to the target so far: dev accuracy jumps by 20-40 points within one check interval
-    (measured on three seeds), so the last check often overshoots the target and leaves GRPO little headroom."""
+    """The checked model the stage will store (see `schedule.keeps`): the one that brought every task to the target,
+    else the one closest to it."""
 
     step: int
     accuracy: dict[str, float]
@@ -126,7 +126,7 @@ def warm_up(model, processor, tasks: dict[str, TaskData], recipe: Recipe, device
             accuracy = {name: dev_accuracy(generator, task, recipe, cfg.max_new_tokens) for name, task in tasks.items()}
             log({"stage": "warmup", "step": step, "loss": round(loss.item(), 4), "weights": mix,
                  "dev_accuracy": {name: round(a, 4) for name, a in accuracy.items()}})
-            if distance_to_target(accuracy, cfg.target_accuracy) < kept.distance:
+            if keeps(accuracy, cfg.target_accuracy, kept.distance):
                 kept = Kept.of(model, step=step, accuracy=accuracy, target=cfg.target_accuracy)
     model.load_state_dict(kept.state)
     model.eval()
