@@ -3,8 +3,10 @@ loading before and after it was shared.
 
     .venv/bin/python -m benchmarks.perf.curation [--quick]
 
-- Throughput: the curate stage as the pipeline runs it, part by part (collect, each shard, the merge), each part in
-  its own child process through `produce`, in a fresh store: rows in per wall second.
+- Throughput: the curate stage as the pipeline runs it, part by part (collect, each shard, the merge) through
+  `produce`, one after another in a warm worker process (the runner's default), in a fresh store: rows in per wall
+  second. Then again with each part in a fresh process of its own, as before (each with its own store and model
+  cache, so both build the tiny model): the before/after ratio.
 - Fixed cost per part: a part's wall time minus the time its stage code ran (`metrics.seconds`, measured by the
   worker around `run`): interpreter start, imports (torch, transformers), downloading inputs, uploading the artifact.
 - Model loading: one shard enriched in this process (captions, then rollouts), alternately (A B A B) with one model
@@ -41,15 +43,15 @@ class Part:
         self.ref, self.state, self.seconds = ref, "cached" if ref.reused else "completed", seconds
 
 
-def curate_in_parts(recipe: Recipe, store: ArtifactStore) -> tuple[float, dict[str, Part]]:
-    """The curate stage as a run computes it (each part a child process, shards one after another): wall seconds and
-    each part."""
+def curate_in_parts(recipe: Recipe, store: ArtifactStore, warm: bool | None = None) -> tuple[float, dict[str, Part]]:
+    """The curate stage as a run computes it (shards one after another; `warm` as run_stage_process takes it): wall
+    seconds and each part."""
     from infimmr_core.runner import run_stage_process
 
     def part(stage: str, upstream: dict[str, ArtifactRef]) -> Part:
         started = time.perf_counter()
         ref = produce(store, plan_stage(stage, recipe, upstream),
-                      lambda plan: run_stage_process(plan, recipe, upstream, on_line=lambda line: None))
+                      lambda plan: run_stage_process(plan, recipe, upstream, on_line=lambda line: None, warm=warm))
         return Part(ref, time.perf_counter() - started)
 
     started = time.perf_counter()
@@ -60,18 +62,33 @@ def curate_in_parts(recipe: Recipe, store: ArtifactStore) -> tuple[float, dict[s
     return time.perf_counter() - started, {**parts, "curate": merged}
 
 
-def part_rows(home: Path) -> list[dict[str, Any]]:
+def _curate_fresh(home: Path, warm: bool | None) -> tuple[float, dict[str, Part]]:
     recipe = load_recipe(RECIPE)
     store = LocalStore(home / "store", cache_dir=home / "cache")
     recipe.store.uri, recipe.store.cache_dir = store.uri, str(store.cache_dir)
-    wall, parts = curate_in_parts(recipe, store)
+    return curate_in_parts(recipe, store, warm)
+
+
+def part_rows(home: Path) -> list[dict[str, Any]]:
+    from infimmr_core.runner import close_warm_workers
+
+    wall, parts = _curate_fresh(home / "warm", None)
+    close_warm_workers()
+    before, before_parts = _curate_fresh(home / "fresh", False)
+    if {n: (p.ref.key, p.ref.digest) for n, p in parts.items()} != {n: (p.ref.key, p.ref.digest) for n, p in before_parts.items()}:
+        raise RuntimeError("the parts run in a warm worker stored other artifacts than one process per part")
     rows_in = int(parts["curate"].ref.metrics["rows_in"])
     compute = {name: float(p.ref.metrics.get("seconds", 0.0)) for name, p in parts.items()}
     fixed = {name: p.seconds - compute[name] for name, p in parts.items()}
     each = ", ".join(f"{name} {p.seconds:.1f} s ({compute[name]:.1f} in its code)" for name, p in parts.items())
     return [
         ratio_row("curation", "curate throughput (rows/s): rows in / wall", "rows in", "wall", rows_in, wall, "rows, s",
-                  note=f"recipe {RECIPE}: {len(parts)} parts run one after another, each a child process; {each}"),
+                  note=f"recipe {RECIPE}: {len(parts)} parts run one after another in a warm worker process; {each}"),
+        ratio_row("curation", "curate wall: parts in a warm worker / each part its own process (before)", "warm worker",
+                  "one process per part", wall, before, "s",
+                  note="identical keys and artifacts; each run in its own store, building its tiny model; one process "
+                       "per part (with the torch-free start-up of collect and the merge, and no teardown): "
+                       + ", ".join(f"{name} {p.seconds:.1f} s" for name, p in before_parts.items())),
         ratio_row("curation", "fixed cost per part / part wall (mean over parts)", "fixed cost", "part wall",
                   sum(fixed.values()) / len(parts), sum(p.seconds for p in parts.values()) / len(parts), "s",
                   note="fixed cost = wall - time in the stage's own code: process start, imports, download, upload; "
