@@ -15,6 +15,7 @@ import pytest
 from infimmr_core.recipes import load_recipe
 from infimmr_core.stages import COLLECT, SHARD, SPECS, plan_stage, produce
 from infimmr_core.store import LocalStore
+from worker_child import STOPPED_AT_STORE
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "transformers", "trl", "accelerate", "peft", "vllm")
@@ -91,17 +92,7 @@ def test_a_collect_part_runs_without_torch_even_on_device_auto(tmp_path, monkeyp
 # The real worker entry point, stopped where it would open the store (threads are set by then): a stage that computes
 # with torch has it loaded with its threads set; one that needs no device leaves it unloaded, with OMP_NUM_THREADS
 # set for anything that loads it later.
-THREADS_CHILD = """
-import json, os, sys
-import infimmr_core.worker as worker
-
-class Stop(Exception):
-    pass
-
-def stop(config):
-    raise Stop
-
-worker.store_from_config = stop
+THREADS_CHILD = STOPPED_AT_STORE + """
 try:
     worker.main(sys.argv[1])
 except Stop:

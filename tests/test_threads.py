@@ -14,6 +14,7 @@ import pytest
 from infimmr_core.recipes import load_recipe
 from infimmr_core.stages import SHARD
 from infimmr_core.threads import intra_op_threads
+from worker_child import STOPPED_AT_STORE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,18 +40,8 @@ def test_intra_op_threads_refuses_nonsense(configured, processes):
 
 # Runs the real worker entry point (python -m infimmr_core.worker's main) on each spec, in one child process (one
 # torch import), stopping it where it would open the store: by then the threads must be set.
-CHILD = """
-import json, os, sys
+CHILD = STOPPED_AT_STORE + """
 import torch
-import infimmr_core.worker as worker
-
-class Stop(Exception):
-    pass
-
-def stop(config):
-    raise Stop
-
-worker.store_from_config = stop
 for case in json.loads(sys.argv[1]):
     os.sched_setaffinity(0, set(case["cpus"]))
     torch.set_num_threads(7)  # whatever the process had before
