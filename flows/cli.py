@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 from infimmr_core.config import Recipe
 from infimmr_core.recipes import RecipeError, builtin_recipes, load_recipe, recipe_yaml
-from infimmr_core.stages import STAGES
+from infimmr_core import prefetch
+from infimmr_core.stages import STAGES, pipeline_stages, stored_chain
 from infimmr_core.store import ArtifactStore, Manifest, StoreError, store_from_config
 
 
@@ -56,13 +57,13 @@ def _print_curriculum(recipe: Recipe, summary: dict[str, Any]) -> None:
     print(f"\n{LEGEND}:\n{text_table(json.loads(raw))}\nlearning curves: {evaluate['uri']}/learning.png", file=sys.stderr)
 
 
-def _stored_run(recipe: Recipe) -> dict[str, Any] | None:
+def _stored_run(recipe: Recipe, refs: dict, missing: str | None) -> dict[str, Any] | None:
     """A run whose every stage is stored, answered from the store when the alternative is starting Prefect's temporary
     server for nothing (20-60 s on a loaded machine, most of a cached rerun); None when the run goes through Prefect:
     a stage to compute, or a Prefect server of the operator's, where the run shows up Cached."""
     from infimmr.flows.summary import stored_run
 
-    summary = stored_run(recipe)
+    summary = stored_run(recipe, refs, missing)
     if summary is None:
         return None
     from infimmr.flows.prefect_api import needs_temporary_server
@@ -87,10 +88,29 @@ def _report(args: argparse.Namespace, recipe: Recipe, summary: dict[str, Any], s
 def _run(args: argparse.Namespace, stage: str | None) -> int:
     recipe = _recipe_from(args)
     _quiet_offline_prefect()
-    if stage is None and not args.force and not args.always_prefect:
+    fetch = None
+    if stage is None:
         started = time.perf_counter()
-        if (summary := _stored_run(recipe)) is not None:
+        refs, missing = stored_chain(store_from_config(recipe.store), recipe, pipeline_stages(recipe))
+        if not args.force and not args.always_prefect and (summary := _stored_run(recipe, refs, missing)) is not None:
             return _report(args, recipe, summary, started)
+        fetch = _fetch_base_model(recipe, missing, args.force)
+    try:
+        return _run_through_prefect(args, recipe, stage)
+    finally:
+        if (why := prefetch.stop(fetch)) is not None:
+            print(f"note: {why}", file=sys.stderr)
+
+
+def _fetch_base_model(recipe: Recipe, missing: str | None, force: list[str]):
+    """Start fetching the base model now, beside Prefect's start-up, when the run will read it (see prefetch)."""
+    to_run = [s for s in pipeline_stages(recipe) if s == missing or s in force]
+    if not to_run or not prefetch.needs_fetch(recipe, to_run[0]):
+        return None
+    return prefetch.start(recipe.base_model, store_from_config(recipe.store).cache_dir)
+
+
+def _run_through_prefect(args: argparse.Namespace, recipe: Recipe, stage: str | None) -> int:
     from infimmr.flows.pipeline import infimmr_pipeline, infimmr_stage
     from infimmr.flows.prefect_api import PrefectUnavailable, ensure_api
     from infimmr_core.stages import UpstreamMissing

@@ -6,8 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from infimmr_core.config import Recipe
-from infimmr_core.stages import ArtifactRef, pipeline_stages, stored_chain
-from infimmr_core.store import store_from_config
+from infimmr_core.stages import ArtifactRef
 
 
 def stage_summary(state: str, prefect_state: str | None, ref: ArtifactRef, seconds: float,
@@ -22,10 +21,9 @@ def run_summary(recipe: Recipe, flow_run_id: str | None, stages: dict[str, dict[
     return {"recipe": recipe.name, "store": recipe.store.uri, "flow_run_id": flow_run_id, "stages": stages}
 
 
-def stored_run(recipe: Recipe) -> dict[str, Any] | None:
-    """The summary of a pipeline run whose every stage is already stored (each looked up by its key, as the stage task
-    would), or None as soon as one is not: then the run has work to do and goes through Prefect."""
-    refs, missing = stored_chain(store_from_config(recipe.store), recipe, pipeline_stages(recipe))
+def stored_run(recipe: Recipe, refs: dict[str, ArtifactRef], missing: str | None) -> dict[str, Any] | None:
+    """The summary of a pipeline run whose every stage is already stored (`stored_chain`: each looked up by its key, as
+    the stage task would), or None when one is not (`missing`): then the run has work to do and goes through Prefect."""
     if missing is not None:
         return None
     # Nothing ran: each stage's seconds are 0 and the lookups' time is the run's own `seconds`.

@@ -6,6 +6,7 @@ downloaded, and is briefly warm-started so that GRPO sees rewards that vary betw
 
 from __future__ import annotations
 
+import fcntl
 import json
 import random
 import shutil
@@ -376,9 +377,19 @@ def cached_tiny_model(cache_dir: Path, seed: int, shape: dict | None = None) -> 
     target = cache_dir / f"tiny-seed{seed}{label}-{_source_hash()}"
     if _is_complete_tiny_model(target):
         return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # One build at a time per model: a stage that needs it while the run's background fetch (infimmr_core.prefetch)
+    # builds it waits here, then finds it complete, instead of building it a second time beside it.
+    with (cache_dir / f".{target.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _is_complete_tiny_model(target):
+            _build_into(target, cache_dir, seed, shape)
+    return target
+
+
+def _build_into(target: Path, cache_dir: Path, seed: int, shape: dict) -> None:
     if target.exists():  # damaged by hand: rebuilding beats failing later with a missing file
         shutil.rmtree(target)
-    cache_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=cache_dir))
     try:
         build_tiny_model(staging, seed=seed, **shape)
@@ -390,4 +401,3 @@ def cached_tiny_model(cache_dir: Path, seed: int, shape: dict | None = None) -> 
             raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return target
