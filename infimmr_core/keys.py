@@ -224,7 +224,8 @@ def _resolve_from(module: str, is_package: bool, target: str, level: int) -> str
     return ".".join(anchor + ([target] if target else [])) or None
 
 
-def _imported_package_modules(module: str) -> set[str]:
+@lru_cache(maxsize=None)  # the stages' closures share most modules: each file is read once per process
+def _imported_package_modules(module: str) -> frozenset[str]:
     path = _module_file(module)
     is_package = path.name == "__init__.py"
     found: set[str] = set()
@@ -236,7 +237,7 @@ def _imported_package_modules(module: str) -> set[str]:
             found.add(base)
             # `from infimmr_core.data import prompts` imports a module, not a name: include it when it is one.
             found.update(f"{base}.{name}" for name in names if _is_module(f"{base}.{name}"))
-    return found
+    return frozenset(found)
 
 
 @lru_cache(maxsize=None)
@@ -273,10 +274,15 @@ def code_hash(modules: tuple[str, ...]) -> str:
 
 
 def library_versions(distributions: tuple[str, ...]) -> dict[str, str]:
+    return dict(_library_versions(distributions))
+
+
+@lru_cache(maxsize=None)  # reading installed metadata costs tens of ms a package, and every stage's key asks
+def _library_versions(distributions: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     versions = {}
     for dist in distributions:
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             versions[dist] = "absent"
-    return versions
+    return tuple(versions.items())
