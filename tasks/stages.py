@@ -127,8 +127,7 @@ def _stage_task(stage: str) -> Task:
         name=stage,
         cache_policy=StageCache(),
         persist_result=True,
-        result_serializer="json",
-        tags=TAGS[stage],
+        result_serializer="json",  # tags are given per run: see stage_tags
     )
 
 
@@ -143,9 +142,21 @@ class StageOutcome(BaseModel):
     parts: dict[str, str] = {}  # a stage built from parts (curate): each part's state, "completed" or "cached"
 
 
+def stage_tags(stage: str) -> list[str]:
+    """A stage task's tags on a Prefect server the operator runs (PREFECT_API_URL): UI filters, and the tag concurrency
+    limits operators set there (e.g. one `gpu` stage at a time across runs). A run on the CLI's temporary server, which
+    lives for that run alone, carries none: before every tagged task Prefect asks the server for the tags' limits, and
+    the temporary server took about 2 s to answer for each task that followed a task longer than Prefect's 5 s memory
+    of "no limits" (nearly all of them: 10-13 s of a 70 s cold smoke run, measured side by side)."""
+    from prefect.settings import PREFECT_API_URL
+
+    return TAGS[stage] if PREFECT_API_URL.value() else []
+
+
 def _prepared(plan: StagePlan, recipe: Recipe, force: bool, store: ArtifactStore) -> Task:
     # Results and cache records go to the store, so another machine or a fresh Prefect database gets Cached too.
-    stage_task = STAGE_TASKS[plan.stage].with_options(result_storage=result_storage(recipe.store))
+    stage_task = STAGE_TASKS[plan.stage].with_options(result_storage=result_storage(recipe.store),
+                                                      tags=stage_tags(plan.stage) or None)
     if force or store.manifest(plan.stage, plan.key) is None:
         # Not in the store (or forced): never trust a Prefect cache record for it.
         stage_task = stage_task.with_options(refresh_cache=True)
