@@ -149,7 +149,7 @@ SPECS: dict[str, StageSpec] = {
     # Every phase is upstream so the report can show the whole curriculum (base, phase 1, 2, 3); the base model is
     # evaluated too, so its spec is part of this stage's slice.
     "evaluate": StageSpec(
-        "evaluate", (BASE_STAGE, "phase1", "phase2", "phase3"), "infimmr_core.evaluation", _ML_LIBS,
+        "evaluate", (BASE_STAGE, "phase1", "phase2", "phase3"), "infimmr_core.evaluation.stage", _ML_LIBS,
         lambda r: {
             "evaluation": _dump(r.evaluation), "prompts": _dump(r.prompts), "rewards": _dump(r.rewards),
             "base_model": _dump(r.base_model),

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from infimmr_core.context import StageContext
-from infimmr_core.evaluation import run
+from infimmr_core.evaluation.stage import run
 from infimmr_core.evaluation.benchmarks import load_items
 from infimmr_core.evaluation.generation import generate_resumable, request_for
 from infimmr_core.inference import SamplingSpec, make_generator

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from infimmr_core.config import JudgeConfig
-from infimmr_core.evaluation import run
+from infimmr_core.evaluation.stage import run
 from infimmr_core.evaluation.benchmarks import mathverse_item, mathvista_item
 from infimmr_core.evaluation.judge import JudgeClient, JudgeError, judge, parse_verdict
 from infimmr_core.evaluation.scorers import SCORERS
