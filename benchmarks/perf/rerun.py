@@ -81,8 +81,8 @@ def all_cached(summary: dict[str, Any]) -> bool:
     return all(stage["state"] == "cached" for stage in summary["stages"].values())
 
 
-def overhead_row(run: str, wall: float, compute: float, note: str) -> dict[str, Any]:
-    return ratio_row("rerun", f"orchestration overhead ({run}): (wall - stage compute) / wall", "wall - compute",
+def overhead_row(run: str, wall: float, compute: float, note: str, bench: str = "rerun") -> dict[str, Any]:
+    return ratio_row(bench, f"orchestration overhead ({run}): (wall - stage compute) / wall", "wall - compute",
                      "wall", wall - compute, wall, "s", target=OVERHEAD_TARGET if run.startswith("cold") else "",
                      note=note)
 

@@ -25,7 +25,7 @@ from typing import Any
 from benchmarks.perf.common import ROW_KEYS
 
 # Fixed order: the cheap, self-contained ones first so that a late failure still leaves their figures.
-MODULES = ("rewards", "store", "generation", "grpo_step", "rerun", "curation")
+MODULES = ("rewards", "store", "generation", "grpo_step", "rerun", "curation", "demo")
 
 
 def status_row(name: str, note: str) -> dict[str, Any]:
@@ -50,6 +50,8 @@ def run_module(name: str, quick: bool) -> tuple[list[dict[str, Any]], float]:
     except Exception as exc:
         traceback.print_exc()
         return [status_row(name, f"failed: {type(exc).__name__}: {exc}")], time.perf_counter() - started
+    if not rows:
+        return [status_row(name, "no rows" + (" in quick mode" if quick else ""))], time.perf_counter() - started
     return [normalise(row, name) for row in rows], time.perf_counter() - started
 
 
