@@ -85,7 +85,7 @@ def run_stage_process(
             tail.append(line)
             on_line(line)
 
-        rc, timed_out = (_WARM.run if warm else _run_fresh)(spec_path, timeout, read)
+        rc, timed_out = (_WARM.run if warm else _STANDBY.run)(spec_path, timeout, read)
         if rc != 0 or not result_path.exists():
             reason = failure_reason(rc, timed_out, timeout, _read_error(error_path))
             # The reason alone on the first line: a list of failures (curation shards) keeps only that line.
@@ -174,9 +174,9 @@ class _WarmWorker:
     """One `python -m infimmr_core.worker --serve MARKER` process: it reads a spec path per line on stdin, runs that
     part, and ends the part's output with a line `MARKER next` (it takes another) or `MARKER last` (it ends)."""
 
-    def __init__(self, spawner: _Spawner):
+    def __init__(self, spawner: _Spawner, *options: str):
         self.marker = f"infimmr-part-done-{uuid.uuid4().hex}"
-        self.proc = spawner.start(["--serve", self.marker], stdin=subprocess.PIPE)
+        self.proc = spawner.start(["--serve", self.marker, *options], stdin=subprocess.PIPE)
         self.idle_since = 0.0
 
     def send(self, spec_path: Path) -> bool:
@@ -310,8 +310,73 @@ atexit.register(_WARM.close_idle)
 os.register_at_fork(after_in_child=_WARM.forget)
 
 
+class _Standby:
+    """The process the next stage of its own will run in, started while the current one runs: `worker --serve MARKER
+    --once` imports torch, waits for one spec, runs it and ends, as a fresh process would. A model stage's process
+    spent 1.5-1.8 s starting the interpreter and importing torch before its own work began (issue 15: 6 such stages
+    in a demo run); the standby spends them on another core during the previous stage. It is used only while this
+    process's environment is the one it was started with (a stage may need a variable set for it alone, e.g. publish's
+    Hub token); otherwise, or when it has ended, the stage starts a fresh process as before."""
+
+    def __init__(self) -> None:
+        self._worker: _WarmWorker | None = None
+        self._env: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def run(self, spec_path: Path, timeout: float, read: Callable[[str], None]) -> tuple[int, bool]:
+        worker = self._take()
+        self._prepare()  # the next stage's, warming up while this one runs
+        if worker is None or not worker.send(spec_path):
+            if worker is not None:
+                _close_later(worker)
+            return _run_fresh(spec_path, timeout, read)
+        try:
+            rc, timed_out, _ = worker.run(timeout, read)  # a part cut off or interrupted: its process group is killed
+        finally:
+            _close_later(worker)  # it said `last`: its exit, torch's teardown included, is nobody's critical path
+        return rc, timed_out
+
+    def pid(self) -> int | None:
+        """The waiting process's pid (tests)."""
+        with self._lock:
+            return self._worker.proc.pid if self._worker is not None else None
+
+    def _take(self) -> _WarmWorker | None:
+        with self._lock:
+            worker, self._worker = self._worker, None
+        if worker is None:
+            return None
+        if worker.proc.poll() is not None or self._env != dict(os.environ):
+            _close_later(worker)
+            return None
+        return worker
+
+    def _prepare(self) -> None:
+        with self._lock:
+            if self._worker is None:
+                self._env = dict(os.environ)
+                self._worker = _WarmWorker(_WARM._spawner, "--once")
+
+    def close(self) -> None:
+        with self._lock:
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.close(wait=10.0)
+
+    def forget(self) -> None:
+        """In a forked child: the process is the parent's."""
+        self._worker, self._lock = None, threading.Lock()
+
+
+_STANDBY = _Standby()
+atexit.register(_STANDBY.close)
+os.register_at_fork(after_in_child=_STANDBY.forget)
+
+
 def close_warm_workers() -> int:
-    """End the idle warm workers now (they would end after WARM_IDLE_SECONDS, or with this process)."""
+    """End the idle warm workers and the standby process now (they would end after WARM_IDLE_SECONDS, or with this
+    process)."""
+    _STANDBY.close()
     return _WARM.close_idle()
 
 

@@ -227,18 +227,23 @@ def exit_now(code: int = 0) -> None:
     os._exit(code)
 
 
-def serve(marker: str) -> None:
+def serve(marker: str, once: bool = False) -> None:
     """Run parts one after another in this process, a warm worker of `infimmr_core.runner`: each line on stdin is a
     spec's path; each part's output ends with a line `<marker> next` (send another) or `<marker> last` (this process
     ends now). A part that fails ends the process, as it would a process of its own; so does one that used a GPU or a
-    vLLM engine, whose memory only the end of the process surely gives back. Stdin closed: the process ends."""
+    vLLM engine, whose memory only the end of the process surely gives back. Stdin closed: the process ends.
+
+    `once`: a standby for a stage of its own (`runner._Standby`): torch is imported while it waits, and it runs one
+    part, as a fresh process would."""
+    if once:
+        import torch  # noqa: F401 - the import a model stage would otherwise wait for
     while spec_path := sys.stdin.readline().strip():
         try:
             main(spec_path)
         except Exception as error:
             report_error(spec_path, error)
             raise
-        last = _holds_device_memory()
+        last = once or _holds_device_memory()
         print(f"{marker} {'last' if last else 'next'}", flush=True)
         if last:
             return
@@ -252,7 +257,7 @@ def _holds_device_memory() -> bool:
 
 if __name__ == "__main__":
     if sys.argv[1] == "--serve":
-        serve(sys.argv[2])
+        serve(sys.argv[2], once="--once" in sys.argv[3:])
     else:
         try:
             main(sys.argv[1])
