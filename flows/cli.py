@@ -111,12 +111,14 @@ def _fetch_base_model(recipe: Recipe, missing: str | None, force: list[str]):
 
 
 def _run_through_prefect(args: argparse.Namespace, recipe: Recipe, stage: str | None) -> int:
-    from infimmr.flows.pipeline import infimmr_pipeline, infimmr_stage
-    from infimmr.flows.prefect_api import PrefectUnavailable, ensure_api
-    from infimmr_core.stages import UpstreamMissing
+    from infimmr.flows.prefect_api import PrefectUnavailable, start_api
 
     try:
-        ensure_api()
+        wait_for_api = start_api()  # the server boots while the pipeline's modules load
+        from infimmr.flows.pipeline import infimmr_pipeline, infimmr_stage
+        from infimmr_core.stages import UpstreamMissing
+
+        wait_for_api()
     except PrefectUnavailable as err:  # not a failed stage: nothing ran, and running it again will not help
         print(f"error: {err}", file=sys.stderr)
         return 3

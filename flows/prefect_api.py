@@ -9,6 +9,9 @@ time to start (the setting, when set, or STARTUP_SECONDS), and a failure to star
 from __future__ import annotations
 
 import os
+import threading
+from concurrent.futures import Future
+from typing import Callable
 
 STARTUP_SETTING = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 STARTUP_SECONDS = 300  # a cold start measured 20-60 s on a loaded 2-core machine
@@ -34,19 +37,40 @@ def needs_temporary_server() -> bool:
     return not PREFECT_API_URL.value() and bool(PREFECT_SERVER_EPHEMERAL_ENABLED.value())
 
 
-def ensure_api() -> None:
-    """Start Prefect's temporary server now when the run would need one (no PREFECT_API_URL); later calls reuse it."""
+def start_api() -> Callable[[], None]:
+    """Start Prefect's temporary server when the run would need one (no PREFECT_API_URL) and return the wait for it to
+    answer. The server process boots in about 10 s; the caller imports the pipeline meanwhile (2-3 s it otherwise
+    spent before the server started) and then waits. The wait raises PrefectUnavailable when it did not start."""
     if not needs_temporary_server():
-        return  # a server of the operator's, or none allowed: Prefect's own error then says so
-    from prefect.server.api.server import SubprocessASGIServer
+        return lambda: None  # a server of the operator's, or none allowed: Prefect's own error then says so
+    from prefect.server.api.server import SubprocessASGIServer  # here, not in the thread: no import runs beside ours
 
     seconds = startup_seconds(dict(os.environ))
-    try:
-        SubprocessASGIServer().start(timeout=seconds)
-    except Exception as error:  # noqa: BLE001 - whatever stopped it, the run has not started
-        detail = " ".join(str(error).split())[:1500] or type(error).__name__
-        raise PrefectUnavailable(
-            f"Prefect's temporary server (started because PREFECT_API_URL is not set) did not answer within {seconds} s, "
-            f"so nothing ran: {detail}\nStart a server (`infimmr server`) and export "
-            f"PREFECT_API_URL=http://127.0.0.1:4200/api, or allow more time with {STARTUP_SETTING}"
-        ) from error
+    started: Future[None] = Future()
+
+    def start() -> None:
+        try:
+            SubprocessASGIServer().start(timeout=seconds)
+            started.set_result(None)
+        except BaseException as error:  # noqa: BLE001 - handed to the wait
+            started.set_exception(error)
+
+    threading.Thread(target=start, name="infimmr-prefect-server-start", daemon=True).start()
+
+    def wait() -> None:
+        try:
+            started.result()
+        except Exception as error:  # noqa: BLE001 - whatever stopped it, the run has not started
+            detail = " ".join(str(error).split())[:1500] or type(error).__name__
+            raise PrefectUnavailable(
+                f"Prefect's temporary server (started because PREFECT_API_URL is not set) did not answer within "
+                f"{seconds} s, so nothing ran: {detail}\nStart a server (`infimmr server`) and export "
+                f"PREFECT_API_URL=http://127.0.0.1:4200/api, or allow more time with {STARTUP_SETTING}"
+            ) from error
+
+    return wait
+
+
+def ensure_api() -> None:
+    """Start Prefect's temporary server now when the run would need one (no PREFECT_API_URL); later calls reuse it."""
+    start_api()()
