@@ -81,10 +81,12 @@ def all_cached(summary: dict[str, Any]) -> bool:
     return all(stage["state"] == "cached" for stage in summary["stages"].values())
 
 
-def overhead_row(run: str, wall: float, compute: float, note: str, bench: str = "rerun") -> dict[str, Any]:
+def overhead_row(run: str, wall: float, compute: float, note: str, bench: str = "rerun",
+                 target: str = "") -> dict[str, Any]:
+    """The target is the demo's (benchmarks.perf.demo): the smoke recipe's stages take seconds, so its overhead is
+    shown to follow the fixed costs, not judged against a target stated for minutes of training."""
     return ratio_row(bench, f"orchestration overhead ({run}): (wall - stage compute) / wall", "wall - compute",
-                     "wall", wall - compute, wall, "s", target=OVERHEAD_TARGET if run.startswith("cold") else "",
-                     note=note)
+                     "wall", wall - compute, wall, "s", target=target, note=note)
 
 
 def cli_rows(home: Path, overrides: list[str], repeats: int) -> list[dict[str, Any]]:
