@@ -380,10 +380,16 @@ def cached_tiny_model(cache_dir: Path, seed: int, shape: dict | None = None) -> 
     cache_dir.mkdir(parents=True, exist_ok=True)
     # One build at a time per model: a stage that needs it while the run's background fetch (infimmr_core.prefetch)
     # builds it waits here, then finds it complete, instead of building it a second time beside it.
-    with (cache_dir / f".{target.name}.lock").open("w") as lock:
+    lock_path = cache_dir / f".{target.name}.lock"
+    with lock_path.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not _is_complete_tiny_model(target):
-            _build_into(target, cache_dir, seed, shape)
+        try:
+            if not _is_complete_tiny_model(target):
+                _build_into(target, cache_dir, seed, shape)
+        finally:
+            # Removed while held, so the cache keeps only models. A waiter that then gets this (unlinked) lock finds
+            # the model complete; if the build failed it builds itself, and two such builds stay safe (see below).
+            lock_path.unlink(missing_ok=True)
     return target
 
 
