@@ -322,19 +322,42 @@ class _Standby:
         self._worker: _WarmWorker | None = None
         self._env: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._running = 0  # stages running now; the standby waits for the next one as long as any runs
+        self._ended = 0  # stages ended so far: a reaper ends the standby if no stage started or ended since it was set
 
     def run(self, spec_path: Path, timeout: float, read: Callable[[str], None]) -> tuple[int, bool]:
         worker = self._take()
         self._prepare()  # the next stage's, warming up while this one runs
-        if worker is None or not worker.send(spec_path):
-            if worker is not None:
-                _close_later(worker)
-            return _run_fresh(spec_path, timeout, read)
+        with self._lock:
+            self._running += 1
         try:
-            rc, timed_out, _ = worker.run(timeout, read)  # a part cut off or interrupted: its process group is killed
+            if worker is None or not worker.send(spec_path):
+                if worker is not None:
+                    _close_later(worker)
+                return _run_fresh(spec_path, timeout, read)
+            try:
+                rc, timed_out, _ = worker.run(timeout, read)  # cut off or interrupted: its process group is killed
+            finally:
+                _close_later(worker)  # it said `last`: its exit, torch's teardown included, is nobody's critical path
+            return rc, timed_out
         finally:
-            _close_later(worker)  # it said `last`: its exit, torch's teardown included, is nobody's critical path
-        return rc, timed_out
+            with self._lock:
+                self._running -= 1
+                self._ended += 1
+                ended = self._ended
+            # No next stage within WARM_IDLE_SECONDS (the run ended; a served deployment waits for its next run):
+            # the standby ends rather than hold an interpreter with torch loaded.
+            reaper = threading.Timer(WARM_IDLE_SECONDS, self._reap, args=(ended,))
+            reaper.daemon = True
+            reaper.start()
+
+    def _reap(self, ended: int) -> None:
+        with self._lock:
+            if self._running or self._ended != ended:
+                return
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.close()
 
     def pid(self) -> int | None:
         """The waiting process's pid (tests)."""
@@ -365,7 +388,7 @@ class _Standby:
 
     def forget(self) -> None:
         """In a forked child: the process is the parent's."""
-        self._worker, self._lock = None, threading.Lock()
+        self._worker, self._lock, self._running = None, threading.Lock(), 0
 
 
 _STANDBY = _Standby()

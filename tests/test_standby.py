@@ -4,7 +4,7 @@ process's environment changed since it started (a variable set for one stage, e.
 
 from __future__ import annotations
 
-import os
+import time
 from pathlib import Path
 
 import pytest
@@ -55,3 +55,16 @@ def test_a_changed_environment_gets_a_fresh_process(tmp_path, monkeypatch):
     store, ref = _collect(tmp_path / "second")
 
     assert store.manifest(ref.stage, ref.key).producer["pid"] != standby
+
+
+def test_an_unused_standby_ends_after_the_idle_time(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "WARM_IDLE_SECONDS", 0.5)
+    _collect(tmp_path / "first")
+    standby = runner._STANDBY.pid()
+    assert standby is not None
+
+    deadline = time.monotonic() + 30
+    while runner._STANDBY.pid() is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+    assert runner._STANDBY.pid() is None
