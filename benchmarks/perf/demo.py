@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.perf.common import print_rows, ratio_row
-from benchmarks.perf.rerun import CACHED_TARGET, OVERHEAD_TARGET, cli_run, compute_seconds, fresh_env, overhead_row
+from benchmarks.perf.rerun import (
+    CACHED_TARGET, OVERHEAD_TARGET, cli_run, cold_split, compute_seconds, fresh_env, overhead_row,
+)
 
 # What `infimmr run` does first on a new Prefect home: start the temporary server, which creates its database.
 CREATE_DATABASE = ("from prefect.server.api.server import SubprocessASGIServer as S; s = S(); s.start(timeout=300); "
@@ -54,12 +56,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     if any(stage["state"] != "cached" for stage in again["stages"].values()):
         raise RuntimeError(f"the demo's rerun computed something: {again['stages']}")
     total = sum(compute.values())
-    in_flow = float(first["seconds"])
-    in_tasks = sum(stage["seconds"] for stage in first["stages"].values())
-    split = (f"cold {cold:.1f} s: {cold - in_flow:.1f} s before the flow (imports, Prefect's temporary server), "
-             f"{in_flow - in_tasks:.1f} s between stage tasks, {in_tasks - total:.1f} s in stage tasks around the "
-             f"stages' own work (process start, imports, download, upload); compute "
-             + ", ".join(f"{stage} {s:.1f}" for stage, s in compute.items()))
+    split = cold_split(cold, first, compute)
     return [
         overhead_row("cold demo CLI", cold, total, split, bench="demo", target=OVERHEAD_TARGET),
         ratio_row("demo", "orchestration overhead of a machine's first demo run (cold, and Prefect's database created): "

@@ -77,6 +77,17 @@ def compute_seconds(store_uri: str, cache_dir: Path) -> dict[str, float]:
     return seconds
 
 
+def cold_split(cold: float, summary: dict[str, Any], compute: dict[str, float]) -> str:
+    """Where a cold run's wall went: before the flow, between stage tasks, around the stages' own work, and each
+    stage's compute (`compute_seconds`)."""
+    in_flow = float(summary["seconds"])
+    in_tasks = sum(stage["seconds"] for stage in summary["stages"].values())
+    return (f"cold {cold:.1f} s: {cold - in_flow:.1f} s before the flow (imports, Prefect's temporary server), "
+            f"{in_flow - in_tasks:.1f} s between stage tasks, {in_tasks - sum(compute.values()):.1f} s in stage tasks "
+            f"around the stages' own work (process start, imports, download, upload); compute "
+            + ", ".join(f"{stage} {s:.1f}" for stage, s in compute.items()))
+
+
 def all_cached(summary: dict[str, Any]) -> bool:
     return all(stage["state"] == "cached" for stage in summary["stages"].values())
 
@@ -102,13 +113,8 @@ def cli_rows(home: Path, overrides: list[str], repeats: int) -> list[dict[str, A
     fast, through_prefect = side_by_side(lambda: rerun([]), lambda: rerun(["--always-prefect"]), repeats=repeats)
     if not all(all_cached(s) for s in summaries):
         raise RuntimeError(f"a rerun computed something: {[s['stages'] for s in summaries]}")
-    in_flow = float(first["seconds"])
-    in_tasks = sum(stage["seconds"] for stage in first["stages"].values())
     total_compute = sum(compute.values())
-    split = (f"cold {cold:.1f} s: {cold - in_flow:.1f} s before the flow (imports, Prefect's temporary server), "
-             f"{in_flow - in_tasks:.1f} s between stage tasks, {in_tasks - total_compute:.1f} s in stage tasks around "
-             f"the stages' own work (process start, imports, download, upload); compute "
-             + ", ".join(f"{stage} {s:.1f}" for stage, s in compute.items()))
+    split = cold_split(cold, first, compute)
     cold_note = f"cold measured once (recomputing it is the cost); recipe {RECIPE}" + (" (quick)" if overrides else "")
     return [
         ratio_row("rerun", "cached CLI rerun / cold run", "cached rerun", "cold run", median(fast), cold, "s",
