@@ -6,10 +6,11 @@ demo's text problems, and the evaluate stage scores both checkpoints on 200 held
 trained) with the paired 95% interval of the change, exactly as the demo's curriculum table does. A broken reward,
 prompt, chat template, hand-off or scorer leaves the lower end of that interval at or below zero, and fails here.
 
-Measured on the 2-core development machine (shared): base 66.0% -> phase 1 83.0%, +17.0 points [+8.65, +25.35], in
-about 100 s; the run is deterministic for a given code version (same seeds, one thread). With the golds handed to the
-accuracy reward misaligned by one prompt (a deliberately broken reward), the same test gives 66.0% -> 10.0% and fails.
-Fewer steps do not show it: 20 steps +3.5 [-4.9, +11.9], 35 steps +7.0 [-1.7, +15.7].
+Measured on the 2-core development machine (shared), with the demo's KL anchor (beta 0.04): base 66.0% -> phase 1
+85.5%, +19.5 points [+12.19, +26.81], in about 110 s; the run is deterministic for a given code version (same seeds,
+one thread). Before the anchor (beta 0): +17.0 [+8.65, +25.35]; with the golds handed to the accuracy reward
+misaligned by one prompt (a deliberately broken reward), 66.0% -> 10.0%, and the test fails. Fewer steps did not show
+it (beta 0): 20 steps +3.5 [-4.9, +11.9], 35 steps +7.0 [-1.7, +15.7].
 """
 
 from __future__ import annotations
