@@ -632,7 +632,8 @@ class WarmupTask(Strict):
     name: str = Field(description="Task name in the warm-up log and curve.")
     source: SourceConfig = Field(
         description="Samples with a worked solution in `metadata.solution` (a canonical source's `solution` column "
-        "lands there); image samples may name the classes they show in `metadata.image_labels` (vision pre-warm)."
+        "lands there; `metadata.solutions` may give one per input instead); image samples may name the classes they "
+        "show in `metadata.image_labels` (vision pre-warm)."
     )
     input: PhaseInput = Field("text", description="text, image_caption (image + the sample's caption) or image.")
 

@@ -12,7 +12,9 @@ so it was measured on both (2-core box, torch 2.13 CPU, 2026-12-03): AVX-512 ker
 +33.5 points [+25.73, +41.27] (+39.0 [+31.42, +46.58] with the phase's seed 1); `ATEN_CPU_CAPABILITY=avx2`, 68.5% ->
 87.0%, +18.5 [+12.27, +24.73] (+17.5 [+11.53, +23.47] with seed 1); about 4 minutes (242-248 s, alone or in the
 suite). With the golds handed to the accuracy reward misaligned by one problem (a deliberately broken reward): 47.0%
--> 41.0%, -6.0 [-15.07, +3.07], and the test fails.
+-> 41.0%, -6.0 [-15.07, +3.07], and the test fails. Since the caption task's worked solutions are spelled (see
+`digit_sums`), the warm-up differs: AVX-512, 35.0% -> 77.0%, +42.0 [+33.39, +50.61] (396 s beside two other runs);
+broken golds 35.0% -> 10.5%, -24.5 [-31.23, -17.77].
 
 Why the demo's own warm-up: the cheaper start this test used before, a warm-up on the text task alone, is one GRPO
 barely moves (training accuracy flat at 0.3-0.45 over 50-80 steps): on AVX-512 it gave 56.5% -> 46.0% at 4e-4 for 50

@@ -66,6 +66,9 @@ def test_image_samples_carry_their_caption_labels_and_solution():
         words = s.caption.removeprefix("Two digits: ").removesuffix(".").split(" and ")
         assert [WORDS[w] for w in words] == [a, b]
         assert not any(ch.isdigit() for ch in s.caption)  # the caption spells the digits: no shortcut from phase 1
+        # ... and with its caption the picture is solved in words: summing spelled digits is not what phase 1 trains.
+        assert s.metadata["solutions"] == {"image_caption": f"{d.DIGIT_WORDS[a]} + {d.DIGIT_WORDS[b]} = {a + b}"}
+        assert s.metadata["solution"] == f"{a} + {b} = {a + b}"
         image = decode_image(s.images[0])
         assert image.size == (d.IMAGE_SIDE, d.IMAGE_SIDE)
 

@@ -9,7 +9,7 @@ from infimmr_core.config import PromptConfig
 from infimmr_core.data.schema import Sample
 from infimmr_core.rewards import accuracy_reward, format_reward
 from infimmr_core.warmup.schedule import all_reached, distance_to_target, keeps, shares, weights
-from infimmr_core.warmup.targets import WarmupDataError, training_chat, worked_answer
+from infimmr_core.warmup.targets import WarmupDataError, training_chat, worked_answer, worked_solution
 
 
 @pytest.mark.parametrize(
@@ -35,9 +35,34 @@ def test_a_training_chat_is_the_phase_prompt_then_the_worked_answer():
     assert chat[2]["content"][0]["text"].startswith("<think> 3 + 5 = 8 </think>")
 
 
-def test_a_sample_without_a_worked_solution_is_named():
-    sample = Sample(id="no-solution", source="mine", problem="What is 3 + 5?", answer="8")
-    with pytest.raises(WarmupDataError, match="no-solution.*metadata.solution"):
+@pytest.mark.parametrize(
+    ("metadata", "phase_input", "expected"),
+    [
+        ({"solution": "3 + 5 = 8"}, "image_caption", "3 + 5 = 8"),  # one solution serves every input
+        ({"solution": "3 + 5 = 8", "solutions": {"image_caption": "three + five = 8"}}, "image_caption",
+         "three + five = 8"),
+        ({"solution": "3 + 5 = 8", "solutions": {"image_caption": "three + five = 8"}}, "image", "3 + 5 = 8"),
+        ({"solutions": {"image": "3 + 5 = 8"}}, "image", "3 + 5 = 8"),
+    ],
+)
+def test_the_worked_solution_is_the_one_for_the_input(metadata, phase_input, expected):
+    sample = Sample(id="s", source="t", problem="What is the sum?", answer="8", metadata=metadata)
+    assert worked_solution(sample, phase_input) == expected
+
+
+@pytest.mark.parametrize(
+    ("metadata", "phase_input"),
+    [({}, "text"), ({"solution": "  "}, "text"), ({"solutions": {"image_caption": "three + five = 8"}}, "image")],
+)
+def test_a_sample_without_a_worked_solution_is_named(metadata, phase_input):
+    sample = Sample(id="no-solution", source="mine", problem="What is 3 + 5?", answer="8", metadata=metadata)
+    with pytest.raises(WarmupDataError, match=f"no-solution.*input '{phase_input}'.*metadata.solution"):
+        training_chat(sample, phase_input, PromptConfig(), "answer_tag_boxed")
+
+
+def test_solutions_that_are_not_a_mapping_are_named():
+    sample = Sample(id="odd", source="mine", problem="What is 3 + 5?", answer="8", metadata={"solutions": "3 + 5 = 8"})
+    with pytest.raises(WarmupDataError, match="odd.*metadata.solutions must map an input"):
         training_chat(sample, "text", PromptConfig(), "answer_tag_boxed")
 
 

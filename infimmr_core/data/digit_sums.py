@@ -11,6 +11,12 @@ split once and for all by a hash of the item: `split="test"` draws from the held
 training part. So a held-out item (a phrasing of a pair, or a rendering) is never trained on, whatever the seeds;
 every pair and every phrasing occurs on both sides. Draws are without repetition and deterministic in (count, seed,
 split). Worked solutions (`metadata.solution`) and the digits shown (`metadata.image_labels`) feed the warm-up.
+
+A picture shown with its caption is solved from the caption's words ("three + five = 8", in
+`metadata.solutions["image_caption"]`), the text and the picture alone from digits ("3 + 5 = 8"). With digits
+everywhere the caption task was the text task after a lookup: on the demo's seed 0, phase 1 alone lifted it to 94.5%
+and phase 2 gained +2.0. Summing spelled digits is a skill that phase 1 does not train (it moved the caption task by
+-11.5 and +6.5 on two seeds) and phase 2 does (+24.0 and +26.0); phase 3 still reads the digits from the pixels.
 """
 
 from __future__ import annotations
@@ -68,6 +74,10 @@ def _sample_split(split: str | None) -> str:
 
 def solution(a: int, b: int) -> str:
     return f"{a} + {b} = {a + b}"
+
+
+def spelled_solution(a: int, b: int) -> str:
+    return f"{DIGIT_WORDS[a]} + {DIGIT_WORDS[b]} = {a + b}"
 
 
 def caption(a: int, b: int) -> str:
@@ -148,6 +158,7 @@ def image_problems(count: int, seed: int, split: str | None = "train") -> list[S
             answer=str(a + b), answer_type="numeric", images=[encode_image(render(a, b, left, right))],
             caption=caption(a, b), split=_sample_split(split),
             metadata={"generator": "digit_sum_image", "operands": [a, b], "image_labels": [a, b],
-                      "rendering": {"left": list(left), "right": list(right)}, "solution": solution(a, b)},
+                      "rendering": {"left": list(left), "right": list(right)}, "solution": solution(a, b),
+                      "solutions": {"image_caption": spelled_solution(a, b)}},
         ))
     return samples

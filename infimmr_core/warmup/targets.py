@@ -24,14 +24,26 @@ def worked_answer(solution: str, answer: str, answer_format: AnswerFormat) -> st
     return think + f"\\boxed{{{answer}}}"
 
 
-def training_chat(sample: Sample, phase_input: PhaseInput, prompts: PromptConfig, answer_format: AnswerFormat) -> list[dict]:
-    """System and user turns exactly as the phase builds them, then the worked answer."""
-    solution = sample.metadata.get("solution")
+def worked_solution(sample: Sample, phase_input: PhaseInput) -> str:
+    """The sample's worked solution as this input shows it: `metadata.solutions[input]` where the sample has one (a
+    picture with its caption may be solved from the caption's words, the picture alone from its digits), else
+    `metadata.solution`."""
+    per_input = sample.metadata.get("solutions") or {}
+    if not isinstance(per_input, dict):
+        raise WarmupDataError(f"warm-up sample {sample.id!r} (source {sample.source}): metadata.solutions must map an "
+                              f"input (text, image_caption, image) to its worked solution, not {per_input!r}")
+    solution = per_input.get(phase_input, sample.metadata.get("solution"))
     if not isinstance(solution, str) or not solution.strip():
         raise WarmupDataError(
-            f"warm-up sample {sample.id!r} (source {sample.source}) has no worked solution: the warm-up needs one in "
-            "metadata.solution (for a canonical source, a `solution` column)"
+            f"warm-up sample {sample.id!r} (source {sample.source}) has no worked solution for input {phase_input!r}: "
+            "the warm-up needs one in metadata.solution (for a canonical source, a `solution` column)"
         )
+    return solution
+
+
+def training_chat(sample: Sample, phase_input: PhaseInput, prompts: PromptConfig, answer_format: AnswerFormat) -> list[dict]:
+    """System and user turns exactly as the phase builds them, then the worked answer."""
+    solution = worked_solution(sample, phase_input)
     messages = build_messages(sample, phase_input, system_prompt=prompts.system_prompt,
                               caption_template=prompts.caption_template)
     answer = worked_answer(solution, sample.answer, answer_format)
