@@ -42,10 +42,14 @@ def check_local_root(root: Path) -> None:
         return
     if not root.is_dir():
         raise NotAStoreRoot(f"{root} is not a directory")
+    # The entries are listed before the marker is looked for: a claim writes the marker before anything else, so an
+    # entry a concurrent claim made is always seen with its marker. Looked at the other way round, a process that
+    # found no marker yet then saw the claimer's marker and first lease, and refused a store being born (CI, stop 23).
+    entries = list(root.iterdir())
     if (root / MARKER).is_file() or is_legacy_store(root):
         return
     # A concurrent claim's temp marker (write_atomic's `.<name>.tmp-*`) means another process is making it a store.
-    if any(not entry.name.startswith(f".{MARKER}.tmp-") for entry in root.iterdir()):
+    if any(not entry.name.startswith(f".{MARKER}.tmp-") for entry in entries):
         raise NotAStoreRoot(f"{root} is not empty and is not an infimmr store (no {MARKER}); a store replaces and "
                             "deletes directories in its root, so give it an empty or new directory")
 
