@@ -57,6 +57,16 @@ def _print_curriculum(recipe: Recipe, summary: dict[str, Any]) -> None:
     print(f"\n{LEGEND}:\n{text_table(json.loads(raw))}\nlearning curves: {evaluate['uri']}/learning.png", file=sys.stderr)
 
 
+def _print_warnings(recipe: Recipe, summary: dict[str, Any]) -> None:
+    """What a completed run may still have got wrong, after its table, so it is the last thing read."""
+    from infimmr_core.warmup.schedule import shortfall
+
+    base = summary["stages"].get("base")
+    if base is not None and recipe.warmup is not None:
+        if note := shortfall(base.get("metrics") or {}, recipe.warmup.target_accuracy):
+            print(f"\nwarning: {note}", file=sys.stderr)
+
+
 def _stored_run(recipe: Recipe, refs: dict, missing: str | None) -> dict[str, Any] | None:
     """A run whose every stage is stored, answered from the store when the alternative is starting Prefect's temporary
     server for nothing (20-60 s on a loaded machine, most of a cached rerun); None when the run goes through Prefect:
@@ -80,6 +90,7 @@ def _report(args: argparse.Namespace, recipe: Recipe, summary: dict[str, Any], s
     summary["seconds"] = round(total, 3)
     _print_summary(summary, total)
     _print_curriculum(recipe, summary)
+    _print_warnings(recipe, summary)
     if args.json:
         print(json.dumps(summary))
     return 0

@@ -8,7 +8,7 @@ import pytest
 from infimmr_core.config import PromptConfig
 from infimmr_core.data.schema import Sample
 from infimmr_core.rewards import accuracy_reward, format_reward
-from infimmr_core.warmup.schedule import all_reached, distance_to_target, keeps, shares, weights
+from infimmr_core.warmup.schedule import all_reached, distance_to_target, keeps, shares, shortfall, weights
 from infimmr_core.warmup.targets import WarmupDataError, training_chat, worked_answer, worked_solution
 
 
@@ -121,3 +121,18 @@ def test_distance_to_target_is_the_root_mean_square_gap(accuracy, expected):
 )
 def test_the_check_that_brings_every_task_to_the_target_is_kept_else_the_closest(accuracy, kept_distance, replaces):
     assert keeps(accuracy, 0.35, kept_distance) is replaces
+
+
+@pytest.mark.parametrize("result,says", [
+    ({"steps": 575, "kept_step": 575, "reached_target": True, "dev_accuracy": {"text": 0.42, "image": 0.37}}, None),
+    ({"steps": 9}, None),  # a base artifact from before the field: nothing to say
+    ({"steps": 1500, "kept_step": 350, "reached_target": False, "dev_accuracy": {"text": 0.27, "image": 0.16}},
+     ["its 1500 steps", "target dev accuracy 0.35", "kept step 350", "text 0.27, image 0.16",
+      "Phases training text, image start from a model"]),
+])
+def test_a_warmup_that_missed_its_target_is_said(result, says):
+    note = shortfall(result, 0.35)
+    if says is None:
+        assert note is None
+    else:
+        assert all(part in note for part in says), note

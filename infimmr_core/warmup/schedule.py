@@ -55,3 +55,19 @@ def keeps(accuracy: dict[str, float], target: float, kept_distance: float) -> bo
     closest check before the jump is a model that cannot read the image yet, and GRPO on image-only prompts does not
     teach reading from there (phase 3: -12 and -8 points on two seeds); from the check after it, it gains 30-44."""
     return all_reached(accuracy, target) or distance_to_target(accuracy, target) < kept_distance
+
+
+def shortfall(result: dict, target: float) -> str | None:
+    """What to tell the user when the warm-up's step budget ran out before every task reached the target (`result`:
+    the base stage's metrics); None when it reached it. A phase whose task starts near 0% has almost no reward to learn
+    from (seed 1 of the demo once kept a model reading the image at 16%, and phase 3 gained +1.5), so this must not
+    pass unseen in a run that otherwise completes."""
+    if result.get("reached_target", True):
+        return None
+    accuracy = result.get("dev_accuracy", {})
+    below = ", ".join(task for task, value in accuracy.items() if value < target)
+    return (f"the warm-up (stage base) used its {result.get('steps', '?')} steps without bringing every task to its "
+            f"target dev accuracy {target:g}; it kept step {result.get('kept_step', '?')}: "
+            + ", ".join(f"{task} {value:.2f}" for task, value in accuracy.items())
+            + f". Phases training {below} start from a model that rarely solves their task, so they may learn little; "
+            "warmup.jsonl in the base artifact has the curve (more warmup.max_steps, or another seed, may help)")

@@ -28,7 +28,9 @@ from infimmr_core.layout import MODEL_DIR, WARMUP_LOG
 from infimmr_core.models import load_model, load_processor
 from infimmr_core.rewards import accuracy_reward
 from infimmr_core.supervised import assistant_loss, chat_batch
-from infimmr_core.warmup.schedule import all_reached, distance_to_target, is_check_step, keeps, shares, weights
+from infimmr_core.warmup.schedule import (
+    all_reached, distance_to_target, is_check_step, keeps, shares, shortfall, weights,
+)
 from infimmr_core.warmup.targets import training_chat
 from infimmr_core.warmup.vision import prewarm_vision
 from infimmr_core.weights import weights_digest
@@ -159,6 +161,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
         vision = prewarm_vision(model, processor, images, steps=cfg.vision_steps, learning_rate=cfg.vision_learning_rate,
                                 batch_size=cfg.vision_batch_size, seed=cfg.seed, log=log)
         result = warm_up(model, processor, tasks, recipe, ctx.device, log)
+    if note := shortfall(result, cfg.target_accuracy):
+        ctx.log(f"warning: {note}")
     model.save_pretrained(ctx.out_dir / MODEL_DIR)
     processor.save_pretrained(ctx.out_dir / MODEL_DIR)
     return {**result, **vision, "weights": weights_digest(model), "train_seconds": round(time.perf_counter() - started, 3)}
