@@ -104,12 +104,19 @@ def _step_batch(tasks: dict[str, TaskData], orders: dict[str, Iterator[Sample]],
     return chats, images
 
 
-def warm_up(model, processor, tasks: dict[str, TaskData], recipe: Recipe, device: str, log) -> dict[str, Any]:
+def trained_parameters(model, keep_vision: bool) -> list[torch.nn.Parameter]:
+    """What the supervised steps train: everything, or everything but the vision tower (`keep_vision`)."""
+    kept = {id(p) for p in model.model.visual.parameters()} if keep_vision else set()
+    return [p for p in model.parameters() if id(p) not in kept]
+
+
+def warm_up(model, processor, tasks: dict[str, TaskData], recipe: Recipe, device: str, log,
+            keep_vision: bool = False) -> dict[str, Any]:
     """The adaptive supervised loop (see `schedule`); returns each task's last dev accuracy."""
     cfg = recipe.warmup
     generator = TransformersGenerator.from_loaded(model, processor, device=device, batch_size=DEV_BATCH)
     orders = {name: task.cycle(cfg.seed + i) for i, (name, task) in enumerate(tasks.items())}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
+    optimizer = torch.optim.AdamW(trained_parameters(model, keep_vision), lr=cfg.learning_rate)
     accuracy = {name: 0.0 for name in tasks}
     kept = Kept.of(model, step=0, accuracy=accuracy, target=cfg.target_accuracy)
     step = 0
@@ -160,7 +167,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
         images = [s for t in tasks.values() if t.cfg.input != "text" for s in t.train]
         vision = prewarm_vision(model, processor, images, steps=cfg.vision_steps, learning_rate=cfg.vision_learning_rate,
                                 batch_size=cfg.vision_batch_size, seed=cfg.seed, log=log)
-        result = warm_up(model, processor, tasks, recipe, ctx.device, log)
+        keep_vision = cfg.keep_prewarmed_vision and vision["vision_steps"] > 0
+        result = warm_up(model, processor, tasks, recipe, ctx.device, log, keep_vision=keep_vision)
     if note := shortfall(result, cfg.target_accuracy):
         ctx.log(f"warning: {note}")
     model.save_pretrained(ctx.out_dir / MODEL_DIR)
