@@ -15,7 +15,8 @@ suite). With the golds handed to the accuracy reward misaligned by one problem (
 -> 41.0%, -6.0 [-15.07, +3.07], and the test fails. Since the caption task's worked solutions are spelled (see
 `digit_sums`), the warm-up differs: AVX-512, 35.0% -> 77.0%, +42.0 [+33.39, +50.61] (396 s beside two other runs);
 broken golds 35.0% -> 10.5%, -24.5 [-31.23, -17.77]. Since the supervised steps leave the pre-warmed vision tower
-alone (`keep_prewarmed_vision`), AVX-512: 45.5% -> 65.0%, +19.5 [+11.93, +27.07] (213 s beside one other run).
+alone (`keep_prewarmed_vision`), AVX-512: 45.5% -> 65.0%, +19.5 [+11.93, +27.07] (213 s beside one other run);
+broken golds 45.5% -> 27.5%, -18.0 [-25.32, -10.68].
 
 Why the demo's own warm-up: the cheaper start this test used before, a warm-up on the text task alone, is one GRPO
 barely moves (training accuracy flat at 0.3-0.45 over 50-80 steps): on AVX-512 it gave 56.5% -> 46.0% at 4e-4 for 50
