@@ -136,3 +136,21 @@ def test_a_warmup_that_missed_its_target_is_said(result, says):
         assert note is None
     else:
         assert all(part in note for part in says), note
+
+
+def test_the_cli_ends_a_run_whose_warmup_missed_its_target_with_the_warning(capsys):
+    """What `infimmr run` prints last, from the base stage's metrics as a stored manifest holds them (the demo's seed 1
+    before 1da1042), and nothing for a warm-up that reached its target or a recipe without one."""
+    from infimmr.flows.cli import _print_warnings
+    from infimmr_core.recipes import load_recipe
+
+    missed = {"steps": 1500, "kept_step": 350, "reached_target": False, "vision_steps": 300,
+              "dev_accuracy": {"sum-text": 0.2656, "sum-caption": 0.1562, "sum-image": 0.1562}}
+    demo = load_recipe("demo")
+    _print_warnings(demo, {"stages": {"base": {"state": "cached", "metrics": missed}}})
+    printed = capsys.readouterr().err
+    assert printed.startswith("\nwarning: the warm-up (stage base) used its 1500 steps"), printed
+    assert "kept step 350: sum-text 0.27, sum-caption 0.16, sum-image 0.16" in printed
+    _print_warnings(demo, {"stages": {"base": {"state": "completed", "metrics": {**missed, "reached_target": True}}}})
+    _print_warnings(load_recipe("smoke"), {"stages": {"curate": {"state": "completed", "metrics": {}}}})
+    assert capsys.readouterr().err == ""
