@@ -16,7 +16,11 @@ suite). With the golds handed to the accuracy reward misaligned by one problem (
 `digit_sums`), the warm-up differs: AVX-512, 35.0% -> 77.0%, +42.0 [+33.39, +50.61] (396 s beside two other runs);
 broken golds 35.0% -> 10.5%, -24.5 [-31.23, -17.77]. Since the supervised steps leave the pre-warmed vision tower
 alone (`keep_prewarmed_vision`), AVX-512: 45.5% -> 65.0%, +19.5 [+11.93, +27.07] (213 s beside one other run);
-broken golds 45.5% -> 27.5%, -18.0 [-25.32, -10.68].
+broken golds 45.5% -> 27.5%, -18.0 [-25.32, -10.68]. Since the demo's prompts carry no instruction (an empty system
+prompt, no "Image description: "), the warm-up and phase run faster and start elsewhere: AVX-512, 41.5% -> 50.5%, +9.0
+[+1.24, +16.76] (203 s beside one other run; 40 steps instead of 30 gave +6.5 [-1.73, +14.73], a learning rate of 4.5e-4
+-4.5: the first 30-40 steps from this warm-up are mostly noise, the demo's 100 gain +41.5); `avx2`, 46.0% -> 65.0%,
++19.0 [+10.39, +27.61]; broken golds (AVX-512) 41.5% -> 27.0%, -14.5 [-22.41, -6.59].
 
 Why the demo's own warm-up: the cheaper start this test used before, a warm-up on the text task alone, is one GRPO
 barely moves (training accuracy flat at 0.3-0.45 over 50-80 steps): on AVX-512 it gave 56.5% -> 46.0% at 4e-4 for 50
