@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/infimmr run --recipe demo
 
 # The demo's promise for three seeds: each phase +25 points on its own held-out task, hand-offs by digest, under 12
-# minutes cold, fully cached on a rerun. Prints each seed's curriculum table; about 30 minutes.
+# minutes cold, fully cached on a rerun. Prints each seed's curriculum table; about 40 minutes.
 demo-seeds: $(STAMP)
 	$(BIN)/python benchmarks/demo_seeds.py
 
