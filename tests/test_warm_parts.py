@@ -12,6 +12,7 @@ import pytest
 
 from infimmr_core.config import Recipe
 from infimmr_core.recipes import load_recipe
+from infimmr_core import runner
 from infimmr_core.runner import StageFailed, close_warm_workers, run_stage_process
 from infimmr_core.stages import COLLECT, ArtifactRef, curate_from_parts, plan_stage, produce
 from infimmr_core.store import LocalStore
@@ -68,7 +69,10 @@ def _same_parts(warm: dict[str, ArtifactRef], fresh: dict[str, ArtifactRef]) -> 
     assert {n: (r.key, r.digest) for n, r in warm.items()} == {n: (r.key, r.digest) for n, r in fresh.items()}
 
 
-def test_parts_share_one_process_and_store_what_fresh_processes_store(tmp_path):
+def test_parts_share_one_process_and_store_what_fresh_processes_store(tmp_path, monkeypatch):
+    # The warm worker waits idle while the fresh processes compute the same parts; on a loaded 2-core box that took
+    # longer than WARM_IDLE_SECONDS, the worker ended on its own, and close_warm_workers() found nothing to close.
+    monkeypatch.setattr(runner, "WARM_IDLE_SECONDS", 3600.0)
     recipe = load_recipe("smoke", NO_MODEL)
     warm_store, warm = curate(recipe, tmp_path / "warm")
     fresh_store, fresh = curate(recipe, tmp_path / "fresh", warm=False)
