@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from infimmr_core import runner
 from infimmr_core.config import Recipe
 from infimmr_core.recipes import load_recipe
-from infimmr_core import runner
 from infimmr_core.runner import StageFailed, close_warm_workers, run_stage_process
 from infimmr_core.stages import COLLECT, ArtifactRef, curate_from_parts, plan_stage, produce
 from infimmr_core.store import LocalStore
