@@ -19,11 +19,38 @@ def assistant_labels(input_ids: torch.Tensor, attention_mask: torch.Tensor, toke
     return torch.where(keep, input_ids, -100)
 
 
-def chat_batch(processor, chats: list[list[dict]], images: list[Image.Image]) -> tuple[dict, torch.Tensor]:
-    """Right-padded model inputs for whole chats (the assistant turn included) and their assistant-turn labels."""
-    texts = [processor.apply_chat_template(messages, tokenize=False) for messages in chats]
-    batch = processor(text=texts, images=images or None, padding=True, padding_side="right", return_tensors="pt")
-    return dict(batch), assistant_labels(batch["input_ids"], batch["attention_mask"], processor.tokenizer)
+def encode_chat(processor, chat: list[dict], images: list[Image.Image]) -> dict[str, torch.Tensor]:
+    """One whole chat's model inputs (the assistant turn included), unpadded: a batch of one.
+
+    A training set is encoded once and `collate`d per step, instead of templating, tokenising and preprocessing the
+    pictures of every chat again each time it is drawn; the batch is the one the processor gives for the chats
+    together, value for value (tests/test_supervised.py)."""
+    text = processor.apply_chat_template(chat, tokenize=False)
+    return dict(processor(text=[text], images=images or None, return_tensors="pt"))
+
+
+def collate(processor, encoded: list[dict[str, torch.Tensor]]) -> tuple[dict, torch.Tensor]:
+    """Right-padded inputs of encoded chats, and their assistant-turn labels. The image processor's fields (pixel
+    patches, grids) are per image: concatenated in chat order. The others are per token: padded on the right,
+    input ids with the pad token, the rest with 0 (masked out; the text token type)."""
+    tokenizer, per_image = processor.tokenizer, set(processor.image_processor.model_input_names)
+    length = max(e["input_ids"].shape[1] for e in encoded)
+    batch = {}
+    for name in dict.fromkeys(name for e in encoded for name in e):
+        if name in per_image:
+            batch[name] = torch.cat([e[name] for e in encoded if name in e])
+            continue
+        if any(name not in e for e in encoded):
+            raise ValueError(f"collate: the per-token field {name!r} is missing from some chats")
+        pad = tokenizer.pad_token_id if name == "input_ids" else 0
+        batch[name] = torch.cat([torch.nn.functional.pad(e[name], (0, length - e[name].shape[1]), value=pad)
+                                 for e in encoded])
+    return batch, assistant_labels(batch["input_ids"], batch["attention_mask"], tokenizer)
+
+
+def chat_batch(processor, examples: list[tuple[list[dict], list[Image.Image]]]) -> tuple[dict, torch.Tensor]:
+    """Right-padded model inputs for whole chats, each with its images, and their assistant-turn labels."""
+    return collate(processor, [encode_chat(processor, chat, images) for chat, images in examples])
 
 
 def assistant_loss(model, inputs: dict, labels: torch.Tensor) -> torch.Tensor:

@@ -310,9 +310,7 @@ def _synthetic_example(rng: random.Random, image_share: float) -> tuple[list[dic
 
 def _warm_start_batch(processor, rng: random.Random, image_share: float) -> tuple[dict, torch.Tensor]:
     """Right-padded model inputs, and labels that cover only the assistant turn."""
-    examples = [_synthetic_example(rng, image_share) for _ in range(_WARM_START_BATCH)]
-    images = [image for _, example_images in examples for image in example_images]
-    return chat_batch(processor, [messages for messages, _ in examples], images)
+    return chat_batch(processor, [_synthetic_example(rng, image_share) for _ in range(_WARM_START_BATCH)])
 
 
 def _warm_start(model, processor, steps: int, seed: int) -> None:

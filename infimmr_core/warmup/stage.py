@@ -27,7 +27,7 @@ from infimmr_core.inference import GenerationRequest, SamplingSpec, Transformers
 from infimmr_core.layout import MODEL_DIR, WARMUP_LOG
 from infimmr_core.models import load_model, load_processor
 from infimmr_core.rewards import accuracy_reward
-from infimmr_core.supervised import assistant_loss, chat_batch
+from infimmr_core.supervised import assistant_loss, collate, encode_chat
 from infimmr_core.warmup.schedule import (
     all_reached, distance_to_target, is_check_step, keeps, shares, shortfall, weights,
 )
@@ -91,24 +91,28 @@ def dev_accuracy(generator: TransformersGenerator, task: TaskData, recipe: Recip
     return sum(hits) / len(hits)
 
 
+class Encodings:
+    """Each training sample's chat encoded once (`supervised.encode_chat`), however often the loop draws it."""
+
+    def __init__(self, processor, recipe: Recipe):
+        self.processor, self.recipe, self._encoded = processor, recipe, {}
+
+    def of(self, sample: Sample, task: WarmupTask) -> dict[str, torch.Tensor]:
+        key = (task.name, id(sample))  # the samples live in their TaskData for the whole loop
+        if key not in self._encoded:
+            chat = training_chat(sample, task.input, self.recipe.prompts, self.recipe.rewards.answer_format)
+            images = [decode_image(b) for b in sample.images] if task.input != "text" else []
+            self._encoded[key] = encode_chat(self.processor, chat, images)
+        return self._encoded[key]
+
+
 def _step_batch(tasks: dict[str, TaskData], orders: dict[str, Iterator[Sample]], counts: dict[str, int],
-                recipe: Recipe) -> tuple[list[list[dict]], list]:
-    chats, images = [], []
-    for name, count in counts.items():
-        task = tasks[name]
-        for _ in range(count):
-            sample = next(orders[name])
-            chats.append(training_chat(sample, task.cfg.input, recipe.prompts, recipe.rewards.answer_format))
-            if task.cfg.input != "text":
-                images += [decode_image(b) for b in sample.images]
-    return chats, images
+                encodings: Encodings) -> list[dict[str, torch.Tensor]]:
+    return [encodings.of(next(orders[name]), tasks[name].cfg) for name, count in counts.items() for _ in range(count)]
 
 
 def trained_parameters(model, keep_vision: bool) -> list[torch.nn.Parameter]:
     """What the supervised steps train: everything, or everything but the vision tower (`keep_vision`)."""
-    # Left out of the optimizer, not switched off: the tower's gradients are still computed and never applied (the
-    # demo's figures were measured so). Turning requires_grad off would save that share of each backward pass without
-    # changing any trained weight.
     kept = {id(p) for p in model.model.visual.parameters()} if keep_vision else set()
     return [p for p in model.parameters() if id(p) not in kept]
 
@@ -119,15 +123,18 @@ def warm_up(model, processor, tasks: dict[str, TaskData], recipe: Recipe, device
     cfg = recipe.warmup
     generator = TransformersGenerator.from_loaded(model, processor, device=device, batch_size=DEV_BATCH)
     orders = {name: task.cycle(cfg.seed + i) for i, (name, task) in enumerate(tasks.items())}
+    encodings = Encodings(processor, recipe)
     optimizer = torch.optim.AdamW(trained_parameters(model, keep_vision), lr=cfg.learning_rate)
+    # A kept tower needs no gradients either: the backward pass stops at its output (the same trained weights, bit
+    # for bit, as computing the tower's gradients and never applying them).
+    model.model.visual.requires_grad_(not keep_vision)
     accuracy = {name: 0.0 for name in tasks}
     kept = Kept.of(model, step=0, accuracy=accuracy, target=cfg.target_accuracy)
     step = 0
     while not all_reached(accuracy, cfg.target_accuracy) and step < cfg.max_steps:
         model.train()
         mix = weights(accuracy, cfg.target_accuracy, cfg.resting_weight)
-        chats, images = _step_batch(tasks, orders, shares(mix, cfg.batch_size, step), recipe)
-        inputs, labels = chat_batch(processor, chats, images)
+        inputs, labels = collate(processor, _step_batch(tasks, orders, shares(mix, cfg.batch_size, step), encodings))
         loss = assistant_loss(model, {k: v.to(device) for k, v in inputs.items()}, labels.to(device))
         loss.backward()
         optimizer.step()
@@ -141,6 +148,7 @@ def warm_up(model, processor, tasks: dict[str, TaskData], recipe: Recipe, device
             if keeps(accuracy, cfg.target_accuracy, kept.distance):
                 kept = Kept.of(model, step=step, accuracy=accuracy, target=cfg.target_accuracy)
     model.load_state_dict(kept.state)
+    model.model.visual.requires_grad_(True)
     model.eval()
     log({"stage": "warmup", "kept_step": kept.step, "steps": step})
     return {"steps": step, "kept_step": kept.step,

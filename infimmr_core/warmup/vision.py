@@ -24,12 +24,15 @@ def labelled(samples: list[Sample]) -> list[Sample]:
     return [s for s in samples if len(s.images) == 1 and s.metadata.get("image_labels")]
 
 
-def _token_grids(model, processor, samples: list[Sample]) -> list[torch.Tensor]:
+def _pixels(processor, sample: Sample) -> dict[str, torch.Tensor]:
+    return processor.image_processor(images=[decode_image(sample.images[0])], return_tensors="pt")
+
+
+def _token_grids(model, pixels: list[dict[str, torch.Tensor]]) -> list[torch.Tensor]:
     """The vision tower's output tokens per image, as (rows, columns, width) grids."""
-    pixels = processor.image_processor(images=[decode_image(s.images[0]) for s in samples], return_tensors="pt")
     device = next(model.parameters()).device
-    grid = pixels["image_grid_thw"]
-    out = model.get_image_features(pixels["pixel_values"].to(device), grid.to(device)).pooler_output
+    grid, patches = torch.cat([p["image_grid_thw"] for p in pixels]), torch.cat([p["pixel_values"] for p in pixels])
+    out = model.get_image_features(patches.to(device), grid.to(device)).pooler_output
     merge = model.model.visual.spatial_merge_size
     return [tokens.view(int(h) // merge, int(w) // merge, -1) for tokens, (_, h, w) in zip(out, grid.tolist())]
 
@@ -61,12 +64,14 @@ def prewarm_vision(
     device = next(model.parameters()).device
     head = torch.nn.Linear(model.config.text_config.hidden_size, classes).to(device)
     optimizer = torch.optim.AdamW(list(model.model.visual.parameters()) + list(head.parameters()), lr=learning_rate)
+    # Each image preprocessed once, not on every draw (the image processor handles a batch image by image).
+    pixels = [_pixels(processor, s) for s in pool]
     model.train()
     accuracy = 0.0
     for step in range(1, steps + 1):
-        batch = [rng.choice(pool) for _ in range(batch_size)]
-        labels = torch.tensor([[int(x) for x in s.metadata["image_labels"]] for s in batch], device=device)
-        logits = head(torch.stack([strips(g, count) for g in _token_grids(model, processor, batch)]))
+        batch = [rng.randrange(len(pool)) for _ in range(batch_size)]  # the draws rng.choice(pool) made
+        labels = torch.tensor([[int(x) for x in pool[i].metadata["image_labels"]] for i in batch], device=device)
+        logits = head(torch.stack([strips(g, count) for g in _token_grids(model, [pixels[i] for i in batch])]))
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, classes), labels.reshape(-1))
         loss.backward()
         optimizer.step()
