@@ -75,7 +75,8 @@ def _image_processor_with_fresh_size(config: dict, min_pixels: int | None, max_p
 
 
 def make_processor(image_processor, tokenizer, processor_config: dict | None = None):
-    from transformers import Qwen2_5_VLProcessor
+    # transformers' processor, but a batch of repeated prompts (GRPO's completions) is processed once per prompt.
+    from infimmr_core.repeated_prompts import Qwen2_5_VLProcessor
 
     _expose_real_video_base_class()
     return Qwen2_5_VLProcessor.from_args_and_dict(

@@ -25,7 +25,7 @@ from typing import Any
 from benchmarks.perf.common import ROW_KEYS
 
 # Fixed order: the cheap, self-contained ones first so that a late failure still leaves their figures.
-MODULES = ("rewards", "store", "generation", "grpo_step", "rerun", "curation", "demo")
+MODULES = ("rewards", "store", "generation", "prompts", "grpo_step", "rerun", "curation", "demo")
 # Run only when named (`--only demo`, `make bench-demo`): a cold demo run alone is 9 minutes of the 20 `make bench` has.
 OPT_IN = ("demo",)
 
