@@ -157,11 +157,16 @@ def _evaluate(stage: str, read: Reader, metrics: dict[str, Any]) -> None:
         create_markdown_artifact(key=f"{stage}-report", markdown=report, description="Evaluation report")
 
 
+def warmup_rows(log_text: str) -> list[dict[str, Any]]:
+    """warmup.jsonl -> one row per dev check (the vision pre-warm's lines and the closing line naming the kept step
+    are not checks)."""
+    entries = [json.loads(line) for line in log_text.splitlines() if line.strip()]
+    return [{"step": e["step"], **{f"dev_accuracy.{t}": a for t, a in e["dev_accuracy"].items()}}
+            for e in entries if e.get("stage") == "warmup" and "dev_accuracy" in e]
+
+
 def _base(stage: str, read: Reader, metrics: dict[str, Any]) -> None:
-    checks = [json.loads(line) for line in (_read_text(read, WARMUP_LOG) or "").splitlines() if line.strip()]
-    rows = [{"step": c["step"], **{f"dev_accuracy.{t}": a for t, a in c["dev_accuracy"].items()}}
-            for c in checks if c.get("stage") == "warmup"]
-    if rows:
+    if rows := warmup_rows(_read_text(read, WARMUP_LOG) or ""):
         create_table_artifact(key=f"{stage}-warmup", table=rows, description="Warm-up: dev accuracy per task at each check")
 
 

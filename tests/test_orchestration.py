@@ -110,6 +110,24 @@ def test_line_chart_is_a_png_with_the_series_drawn():
     assert flat.size == (480, 280)
 
 
+# A base stage's log as the warm-up writes it: the vision pre-warm, the dev checks, and the closing line.
+WARMUP_LOG = "\n".join(json.dumps(e) for e in [
+    {"stage": "vision", "step": 300, "loss": 0.0001, "label_accuracy": 1.0},
+    {"stage": "warmup", "step": 25, "loss": 2.7, "weights": {"a": 1.0, "b": 1.0}, "dev_accuracy": {"a": 0.0, "b": 0.1}},
+    {"stage": "warmup", "step": 50, "loss": 1.0, "weights": {"a": 0.0, "b": 1.0}, "dev_accuracy": {"a": 0.4, "b": 0.2}},
+    {"stage": "warmup", "kept_step": 50, "steps": 50},
+]) + "\n"
+WARMUP_ROWS = [{"step": 25, "dev_accuracy.a": 0.0, "dev_accuracy.b": 0.1},
+               {"step": 50, "dev_accuracy.a": 0.4, "dev_accuracy.b": 0.2}]
+
+
+def test_warmup_rows_are_the_dev_checks():
+    from infimmr.tasks.artifacts import warmup_rows
+
+    assert warmup_rows(WARMUP_LOG) == WARMUP_ROWS
+    assert warmup_rows("") == []
+
+
 def test_stage_files_become_ui_artifacts(prefect_server, tmp_path):
     from prefect import flow
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -129,6 +147,7 @@ def test_stage_files_become_ui_artifacts(prefect_server, tmp_path):
         ("evaluate", "curriculum.json"): json.dumps({"rows": [{"label": "phase3", "scores": {"geo": 25.0}}]}),
         ("evaluate", "report.md"): "| model | geo |\n|---|---|\n| phase3 | 25.00 |",
         ("publish", "hub/README.md"): "# card",
+        ("base", "warmup.jsonl"): WARMUP_LOG,
     }
     for (stage, name), text in files.items():
         path = tmp_path / "store" / stage / "k" / name
@@ -136,7 +155,7 @@ def test_stage_files_become_ui_artifacts(prefect_server, tmp_path):
         path.write_text(text)
     @flow  # artifacts belong to a run, as they do in the pipeline
     def render() -> None:
-        for stage in ("curate", "phase1", "evaluate", "publish"):
+        for stage in ("base", "curate", "phase1", "evaluate", "publish"):
             metrics = {"repo_id": "me/m", "repo_url": "http://hub.local/me/m"} if stage == "publish" else {}
             stage_artifacts(store, stage, "k", metrics)
 
@@ -159,3 +178,4 @@ def test_stage_files_become_ui_artifacts(prefect_server, tmp_path):
     assert json.loads(found["evaluate-curriculum"]["data"]) == [{"label": "phase3", "scores.geo": 25.0}]
     assert '"decoding": "greedy"' in found["evaluate-protocol"]["data"] and "phase3" in found["evaluate-report"]["data"]
     assert found["publish-hub"]["data"] == "[me/m](http://hub.local/me/m)" and found["publish-card"]["data"] == "# card"
+    assert json.loads(found["base-warmup"]["data"]) == WARMUP_ROWS
