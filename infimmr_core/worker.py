@@ -233,10 +233,10 @@ def serve(marker: str, once: bool = False) -> None:
     ends now). A part that fails ends the process, as it would a process of its own; so does one that used a GPU or a
     vLLM engine, whose memory only the end of the process surely gives back. Stdin closed: the process ends.
 
-    `once`: a standby for a stage of its own (`runner._Standby`): torch is imported while it waits, and it runs one
-    part, as a fresh process would."""
+    `once`: a standby for a stage of its own (`runner._Standby`): torch and the model libraries are imported while it
+    waits (`preload`), and it runs one part, as a fresh process would."""
     if once:
-        import torch  # noqa: F401 - the import a model stage would otherwise wait for
+        preload()
     while spec_path := sys.stdin.readline().strip():
         try:
             main(spec_path)
@@ -248,6 +248,26 @@ def serve(marker: str, once: bool = False) -> None:
         if last:
             return
         gc.collect()  # the part's model and data, before the next part loads its own
+
+
+# What a model stage imports before its work begins, beyond torch: transformers' Qwen2.5-VL classes (every model
+# stage; about 3-5 s on 2 cores) and TRL's trainer (the phases; about 1.5 s more).
+PRELOADED = (
+    "transformers.models.qwen2_5_vl.modeling_qwen2_5_vl", "transformers.models.qwen2_5_vl.processing_qwen2_5_vl",
+    "transformers.models.qwen2_vl.image_processing_pil_qwen2_vl", "trl.trainer.grpo_trainer",
+)
+
+
+def preload() -> None:
+    """Import torch and `PRELOADED` now, while the previous stage still runs. A module that fails to import is left
+    to the stage that needs it, to fail there with its own error."""
+    import torch  # noqa: F401
+
+    for name in PRELOADED:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - a preload must never end the standby
+            pass
 
 
 def _holds_device_memory() -> bool:

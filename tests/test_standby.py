@@ -68,3 +68,15 @@ def test_an_unused_standby_ends_after_the_idle_time(tmp_path, monkeypatch):
         time.sleep(0.1)
 
     assert runner._STANDBY.pid() is None
+
+
+def test_the_standby_preloads_the_model_libraries():
+    """A standby imports what a model stage would wait for (worker.preload, PRELOADED). A name that no longer imports
+    would be skipped in silence (a preload must never end the standby), so each one is checked here."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from infimmr_core.worker import PRELOADED, preload; preload(); "
+            "print([m for m in ('torch', *PRELOADED) if m not in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
