@@ -7,11 +7,16 @@ alternately, A B A B ..., in one process, never one after the other in blocks or
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import subprocess
 import json
 import statistics
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable
 
 ROW_KEYS = ("bench", "measure", "a", "b", "a_value", "b_value", "unit", "ratio", "target", "met", "note")
@@ -50,6 +55,22 @@ def side_by_side(a: Callable[[], Any], b: Callable[[], Any], *, repeats: int) ->
             fn()
             times.append(time.perf_counter() - started)
     return a_times, b_times
+
+
+@contextmanager
+def one_thread_scratch(bench: str) -> Iterator[Path]:
+    """A scratch directory for a module's tiny model and files, at one torch thread (the tiny model's matmuls are too
+    small to split); the directory removed and the thread count restored on the way out."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    scratch = Path(tempfile.mkdtemp(prefix=f"infimmr-bench-{bench}-"))
+    try:
+        yield scratch
+    finally:
+        torch.set_num_threads(previous)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def meets(ratio: float, target: str) -> bool | None:

@@ -11,13 +11,10 @@ default (infimmr_core.threads: this process's cores) against one thread, on what
 
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
-from benchmarks.perf.common import median, print_rows, ratio_row, side_by_side
+from benchmarks.perf.common import median, one_thread_scratch, print_rows, ratio_row, side_by_side
 
 BENCH = "generation"
 BATCH = 8
@@ -49,11 +46,8 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     from infimmr_core.tiny_model import build_tiny_model
 
     default_threads = intra_op_threads(None)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    scratch = Path(tempfile.mkdtemp(prefix="infimmr-bench-generation-"))
     rows = []
-    try:
+    with one_thread_scratch(BENCH) as scratch:
         model_dir = build_tiny_model(scratch / "model", seed=0)
         batched = TransformersGenerator(model_dir, device="cpu", batch_size=BATCH)
         single = TransformersGenerator.from_loaded(batched.model, batched.processor, device="cpu", batch_size=1)
@@ -93,9 +87,6 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                 BENCH, f"batched text prompts: seconds at {default_threads} threads / at 1 thread",
                 f"{default_threads} torch threads (this process's cores)", "1 torch thread", median(many), median(one),
                 "s", note="no target: what the thread count costs the tiny model on this machine as loaded now"))
-    finally:
-        torch.set_num_threads(previous)
-        shutil.rmtree(scratch, ignore_errors=True)
     return rows
 
 

@@ -13,13 +13,10 @@ Both sides give the same tensors (checked here too). One torch thread, the tiny 
 from __future__ import annotations
 
 import copy
-import shutil
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
-from benchmarks.perf.common import median, print_rows, ratio_row, side_by_side
+from benchmarks.perf.common import median, one_thread_scratch, print_rows, ratio_row, side_by_side
 
 BENCH = "prompts"
 PROMPTS, GENERATIONS, WARMUP_PER_TASK = 16, 8, 8
@@ -32,7 +29,6 @@ def _same(a: dict, b: dict) -> bool:
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
-    import torch
     import transformers
 
     from infimmr_core.config import PromptConfig
@@ -44,12 +40,9 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     from infimmr_core.tiny_model import build_tiny_model
     from infimmr_core.warmup.targets import training_chat
 
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    scratch = Path(tempfile.mkdtemp(prefix="infimmr-bench-prompts-"))
     repeats = 3 if quick else 10
     rows = []
-    try:
+    with one_thread_scratch(BENCH) as scratch:
         processor = load_processor(build_tiny_model(scratch / "model", seed=0))
         plain = copy.copy(processor)
         plain.__class__ = transformers.Qwen2_5_VLProcessor
@@ -96,9 +89,6 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
             BENCH, "warm-up step's batch: processor seconds / collate-of-encoded seconds",
             "template, tokenise, preprocess every step", "encoded once, collated", median(each_step), median(once),
             "s", note=f"{len(chats)} chats (text, caption, picture); {same}; no target"))
-    finally:
-        torch.set_num_threads(previous)
-        shutil.rmtree(scratch, ignore_errors=True)
     return rows
 
 
