@@ -106,6 +106,7 @@ def _run(args: argparse.Namespace, stage: str | None) -> int:
         if not args.force and not args.always_prefect and (summary := _stored_run(recipe, refs, missing)) is not None:
             return _report(args, recipe, summary, started)
         fetch = _fetch_base_model(recipe, missing, args.force)
+        _start_standby(recipe, missing, args.force)
     try:
         return _run_through_prefect(args, recipe, stage)
     finally:
@@ -113,12 +114,28 @@ def _run(args: argparse.Namespace, stage: str | None) -> int:
             print(f"note: {why}", file=sys.stderr)
 
 
+def _first_to_run(recipe: Recipe, missing: str | None, force: list[str]) -> str | None:
+    return next((s for s in pipeline_stages(recipe) if s == missing or s in force), None)
+
+
 def _fetch_base_model(recipe: Recipe, missing: str | None, force: list[str]):
     """Start fetching the base model now, beside Prefect's start-up, when the run will read it (see prefetch)."""
-    to_run = [s for s in pipeline_stages(recipe) if s == missing or s in force]
-    if not to_run or not prefetch.needs_fetch(recipe, to_run[0]):
+    first = _first_to_run(recipe, missing, force)
+    if first is None or not prefetch.needs_fetch(recipe, first):
         return None
     return prefetch.start(recipe.base_model, store_from_config(recipe.store).cache_dir)
+
+
+def _start_standby(recipe: Recipe, missing: str | None, force: list[str]) -> None:
+    """Start the process the first stage to compute will run in now, beside Prefect's start-up (about 10 s): its
+    interpreter, torch and the model libraries took the demo's first stage 8 s (runner's standby). Only for a stage
+    of its own on this machine: curation's parts run in warm workers, and a recipe with a GPU deployment may send
+    the stage elsewhere."""
+    from infimmr_core import runner
+
+    first = _first_to_run(recipe, missing, force)
+    if first is not None and first not in runner.WARM_STAGES and recipe.runtime.gpu_stage_deployment is None:
+        runner.prepare_standby()
 
 
 def _run_through_prefect(args: argparse.Namespace, recipe: Recipe, stage: str | None) -> int:

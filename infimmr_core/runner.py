@@ -396,6 +396,11 @@ atexit.register(_STANDBY.close)
 os.register_at_fork(after_in_child=_STANDBY.forget)
 
 
+def prepare_standby() -> None:
+    """Start the standby now rather than with the first stage of its own, e.g. beside Prefect's start-up."""
+    _STANDBY._prepare()
+
+
 def close_warm_workers() -> int:
     """End the idle warm workers and the standby process now (they would end after WARM_IDLE_SECONDS, or with this
     process)."""

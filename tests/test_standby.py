@@ -80,3 +80,18 @@ def test_the_standby_preloads_the_model_libraries():
             "print([m for m in ('torch', *PRELOADED) if m not in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("recipe_name, overrides, missing, force, starts", [
+    ("demo", [], "base", [], True),  # the warm-up runs in a process of its own
+    ("smoke", [], "curate", [], False),  # curation's parts run in warm workers
+    ("demo", [], None, ["phase2"], True),  # everything stored, phase 2 forced
+    ("demo", [], None, [], False),  # nothing to run
+    ("demo", ["runtime.gpu_stage_deployment=infimmr-gpu"], "base", [], False),  # the stage may run elsewhere
+])
+def test_the_cli_starts_the_first_stages_standby_beside_prefects_start(recipe_name, overrides, missing, force, starts):
+    from infimmr.flows.cli import _start_standby
+
+    _start_standby(load_recipe(recipe_name, overrides), missing, force)
+
+    assert (runner._STANDBY.pid() is not None) == starts
