@@ -59,9 +59,7 @@ from infimmr_core.weights import weights_digest
 SMALL = [
     "evaluation.sets=[{name: sum-text, kind: synthetic_sum_text, count: 200, seed: 7001, input: text}]",
     "evaluation.models=[base, phase1]",
-    # The demo's 100 steps take too long for the default suite. 50, not 30: with the learning rate decayed over the
-    # phase, 30 steps left the AVX2 kernel path at +8.0 [-0.02, +16.02] (50: +13.5 [+5.56, +21.44]).
-    "phases.1.max_steps=50",
+    "phases.1.max_steps=50",  # the demo's 100 take too long for the default suite; why not 30: the docstring
 ]
 
 
