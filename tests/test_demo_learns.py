@@ -7,32 +7,20 @@ the evaluate stage scores both checkpoints on 200 held-out items (other phrasing
 95% interval of the change, as the demo's curriculum table does. A broken reward, prompt, chat template, hand-off or
 scorer leaves the lower end of that interval at or below zero, and fails here.
 
-The run is deterministic for a given code version and CPU kernel path (same seeds, one thread), but the paths differ,
-so it was measured on both (2-core box, torch 2.13 CPU, 2026-12-03): AVX-512 kernels, base 47.0% -> phase 1 80.5%,
-+33.5 points [+25.73, +41.27] (+39.0 [+31.42, +46.58] with the phase's seed 1); `ATEN_CPU_CAPABILITY=avx2`, 68.5% ->
-87.0%, +18.5 [+12.27, +24.73] (+17.5 [+11.53, +23.47] with seed 1); about 4 minutes (242-248 s, alone or in the
-suite). With the golds handed to the accuracy reward misaligned by one problem (a deliberately broken reward): 47.0%
--> 41.0%, -6.0 [-15.07, +3.07], and the test fails. Since the caption task's worked solutions are spelled (see
-`digit_sums`), the warm-up differs: AVX-512, 35.0% -> 77.0%, +42.0 [+33.39, +50.61] (396 s beside two other runs);
-broken golds 35.0% -> 10.5%, -24.5 [-31.23, -17.77]. Since the supervised steps leave the pre-warmed vision tower
-alone (`keep_prewarmed_vision`), AVX-512: 45.5% -> 65.0%, +19.5 [+11.93, +27.07] (213 s beside one other run);
-broken golds 45.5% -> 27.5%, -18.0 [-25.32, -10.68]. Since the demo's prompts carry no instruction (an empty system
-prompt, no "Image description: "), the warm-up and phase run faster and start elsewhere: AVX-512, 41.5% -> 50.5%, +9.0
-[+1.24, +16.76] (203 s beside one other run; 40 steps instead of 30 gave +6.5 [-1.73, +14.73], a learning rate of 4.5e-4
--4.5: the first 30-40 steps from this warm-up are mostly noise, the demo's 100 gain +41.5); `avx2`, 46.0% -> 65.0%,
-+19.0 [+10.39, +27.61]; broken golds (AVX-512) 41.5% -> 27.0%, -14.5 [-22.41, -6.59]. Since the demo's warm-up checks
-every 10 steps instead of 25 (it stops nearer its target) and its phases decay the learning rate (cosine), AVX-512 on
-another 2-core box (AMD EPYC, 2026-12-04), 30 steps: 46.5% -> 74.0%, +27.5 [+20.03, +34.97]; but `avx2` 40.0% ->
-48.0%, +8.0 [-0.02, +16.02], which fails: over 30 steps the decayed rate leaves too little learning. So 50 steps
-(about 15 s more): AVX-512 46.5% -> 82.0%, +35.5 [+27.53, +43.47]; `avx2` 40.0% -> 53.5%, +13.5 [+5.56, +21.44]
-(89 s and 93 s, the two at once); broken golds (AVX-512) 46.5% -> 39.0%, -7.5 [-14.84, -0.16], which fails;
-`avx2` with the phase's seed 1, 40.0% -> 64.0%, +24.0 [+16.49, +31.51].
+The run is deterministic for a given code version and CPU kernel path (same seeds, one thread), but the paths differ, so
+it is measured on both (2-core AMD EPYC box, torch 2.13 CPU, 2026-12-04, the demo's width-96 model): AVX-512 kernels,
+base 41.0% -> phase 1 71.5%, +30.5 points [+22.99, +38.01] (123 s beside another run); `ATEN_CPU_CAPABILITY=avx2`, 56.0%
+-> 79.5%, +23.5 [+16.02, +30.98] (111 s). With the golds handed to the accuracy reward misaligned by one problem (a
+deliberately broken reward), AVX-512: 41.0% -> 30.0%, -11.0 [-17.63, -4.37], and the test fails. Why 50 steps and not
+30: the demo's phases decay their learning rate (cosine), and over 30 steps the 64-wide model it used before gained +8.0
+[-0.02, +16.02] on `avx2`, too little learning to tell from noise (50 steps: +13.5 [+5.56, +21.44]). The figures of
+earlier versions of the demo are in this file's history.
 
-Why the demo's own warm-up: the cheaper start this test used before, a warm-up on the text task alone, is one GRPO
-barely moves (training accuracy flat at 0.3-0.45 over 50-80 steps): on AVX-512 it gave 56.5% -> 46.0% at 4e-4 for 50
-steps, and at 3e-4 for 80 steps +13.5 with the phase's default seed but -7.0 and -1.5 with seeds 1 and 2; a text and
-caption warm-up without the image task, +2.0. From the demo's warm-up, training accuracy climbs from 0.42 to 0.84
-within 50 steps (47.0% -> 89.0% held-out). No cheaper start that learns as well was found (30 steps, AVX-512): the
+Why the demo's own warm-up (measured at width 64): the cheaper start this test used before, a warm-up on the text task
+alone, is one GRPO barely moves (training accuracy flat at 0.3-0.45 over 50-80 steps): on AVX-512 it gave 56.5% -> 46.0%
+at 4e-4 for 50 steps, and at 3e-4 for 80 steps +13.5 with the phase's default seed but -7.0 and -1.5 with seeds 1 and 2;
+a text and caption warm-up without the image task, +2.0. From the demo's warm-up, training accuracy climbs from 0.42 to
+0.84 within 50 steps (47.0% -> 89.0% held-out). No cheaper start that learns as well was found (30 steps, AVX-512): the
 demo's warm-up checked on 32 dev items instead of 64 stopped at step 400 instead of 550 and gained only +8.0 [+0.47,
 +15.53]; the text and image tasks alone (no caption) gained +30.5 but took as long (600 steps).
 """
