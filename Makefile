@@ -21,7 +21,8 @@ demo: $(STAMP)
 	$(BIN)/infimmr run --recipe demo
 
 # The demo's promise for three seeds: each phase +25 points on its own held-out task, hand-offs by digest, under 12
-# minutes cold, fully cached on a rerun. Prints each seed's curriculum table; about 40 minutes.
+# minutes cold, fully cached on a rerun. Prints each seed's curriculum table; 15 minutes on a 2-core AMD EPYC, 40 on the
+# slower Intel box of earlier figures.
 demo-seeds: $(STAMP)
 	$(BIN)/python benchmarks/demo_seeds.py
 
